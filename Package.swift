@@ -1,0 +1,152 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+// Dependency direction: pushbridge (executable) → PushBridgeServer → PushBridge (domain)
+// → BitbucketKit / GitKit → CLibGit2. The emulator and git HTTP server are test/demo
+// infrastructure and are never imported by the domain.
+let package = Package(
+    name: "pushbridge",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "pushbridge", targets: ["pushbridge"]),
+        .executable(name: "pushbridge-bench", targets: ["pushbridge-bench"]),
+        .library(name: "GitKit", targets: ["GitKit"]),
+        .library(name: "BitbucketKit", targets: ["BitbucketKit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-configuration", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.10.0"),
+        .package(url: "https://github.com/mattpolzin/OpenAPIKit", from: "6.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.24.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.25.0"),
+    ],
+    targets: [
+        // MARK: libgit2
+        .systemLibrary(
+            name: "CLibGit2",
+            pkgConfig: "libgit2",
+            providers: [.apt(["libgit2-dev"])]
+        ),
+        .target(
+            name: "GitKit",
+            dependencies: [
+                "CLibGit2",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // MARK: Bitbucket
+        .target(
+            name: "BitbucketKit",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ]
+        ),
+
+        // MARK: Domain
+        .target(
+            name: "PushBridge",
+            dependencies: [
+                "GitKit",
+                "BitbucketKit",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
+        ),
+
+        // MARK: Server
+        .target(
+            name: "PushBridgeServer",
+            dependencies: [
+                "PushBridge",
+                .product(name: "Configuration", package: "swift-configuration"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "pushbridge",
+            dependencies: [
+                "PushBridgeServer",
+                "BitbucketEmulator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // MARK: Local infrastructure (tests, benchmarks, `pushbridge demo`)
+        .target(
+            name: "GitHTTPServer",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "BitbucketEmulator",
+            dependencies: [
+                "GitHTTPServer",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "pushbridge-bench",
+            dependencies: ["GitKit", "GitHTTPServer"],
+            path: "Benchmarks/Sources/pushbridge-bench"
+        ),
+
+        // MARK: Tests
+        .target(
+            name: "TestSupport",
+            dependencies: ["GitHTTPServer"],
+            path: "Tests/TestSupport"
+        ),
+        .testTarget(
+            name: "GitKitTests",
+            dependencies: ["GitKit", "GitHTTPServer", "TestSupport"]
+        ),
+        .testTarget(
+            name: "BitbucketKitTests",
+            dependencies: [
+                "BitbucketKit",
+                "BitbucketEmulator",
+                "TestSupport",
+                .product(name: "OpenAPIKit30", package: "OpenAPIKit"),
+            ]
+        ),
+        .testTarget(
+            name: "PushBridgeTests",
+            dependencies: ["PushBridge", "BitbucketEmulator", "TestSupport"]
+        ),
+        .testTarget(
+            name: "PushBridgeServerTests",
+            dependencies: [
+                "PushBridgeServer",
+                "BitbucketEmulator",
+                "TestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
