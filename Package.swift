@@ -141,6 +141,11 @@ let package = Package(
                 "BitbucketEmulator",
                 "TestSupport",
                 .product(name: "OpenAPIKit30", package: "OpenAPIKit"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(
