@@ -96,7 +96,7 @@ struct EmulatorService: Sendable {
                 var req = EmulatorRequest(
                     method: method, path: rawPath,
                     queryItems: FormCoding.decode(request.uri.query ?? ""), rawQuery: request.uri.query ?? "",
-                    headers: request.headers, body: Data(body.readableBytesView))
+                    headers: request.headers, authority: request.head.authority, body: Data(body.readableBytesView))
                 req.parameters = matched.params
                 req.route = matched.route
                 emulatorResponse = try await dispatch(matched.route.endpoint, req)

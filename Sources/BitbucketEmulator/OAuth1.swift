@@ -101,7 +101,7 @@ extension EmulatorService {
         params += FormCoding.decode(req.rawQuery)
         if req.isFormBody { params += req.form }
         let base = OAuth1BaseString.make(
-            method: req.method, scheme: "http", host: req.header("Host") ?? endpoints.root.host ?? "", path: req.path,
+            method: req.method, scheme: "http", host: req.authority ?? req.header("Host") ?? "", path: req.path,
             parameters: params)
         guard Self.verifyRSASHA1(signature: signature, base: base, publicKeyPEM: consumer.publicKeyPEM) else {
             throw .oauth1("signature_invalid", "The signature does not match")

@@ -11,6 +11,8 @@ struct EmulatorRequest: Sendable {
     /// Raw query string (without `?`), needed verbatim for OAuth 1.0a signature checks.
     let rawQuery: String
     let headers: HTTPFields
+    /// `Host` as received (HTTP/1 `Host` becomes the `:authority` pseudo-header, not a field).
+    let authority: String?
     let body: Data
     /// Path parameters by template name, percent-decoded.
     var parameters: [String: String] = [:]
