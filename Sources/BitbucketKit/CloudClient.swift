@@ -109,7 +109,7 @@ public struct CloudClient: BitbucketClient {
                     if let existing = try await repository(target) {
                         return RepositoryOutcome(repository: existing, created: false)
                     }
-                    throw BitbucketErrorParser.error(status: 400, body: response.body)
+                    throw response.error()
                 }
                 guard
                     let repository = try RequestExecutor.decode(CloudRepositoryDTO.self, from: response.body)
@@ -185,7 +185,7 @@ public struct CloudClient: BitbucketClient {
                 let response = try await executor.send(post, accept: [200, 201, 400, 409])
                 if response.status == 400 || response.status == 409 {
                     if let existing = try await lookup() { return existing }
-                    throw BitbucketErrorParser.error(status: response.status, body: response.body)
+                    throw response.error()
                 }
                 guard let pr = try RequestExecutor.decode(CloudPullRequestDTO.self, from: response.body).model() else {
                     throw BitbucketError(code: .decoding, message: "pull request response lacks branches")
