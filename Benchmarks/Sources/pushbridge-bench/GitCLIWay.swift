@@ -20,6 +20,10 @@ struct GitCLIWay: Sendable {
         var commit = 0.0
         var push = 0.0
         var total = 0.0
+
+        var phases: [(String, Double)] {
+            [("clone", clone), ("copy", copy), ("add", add), ("commit", commit), ("push", push)]
+        }
     }
 
     init(home: URL, scratch: URL, user: String, password: String) throws {
