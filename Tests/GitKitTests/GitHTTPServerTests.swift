@@ -218,6 +218,8 @@ struct GitHTTPServerTests {
         #expect(recorded.contains { $0.environment["REMOTE_USER"] == Self.user })
         #expect(recorded.contains { $0.environment["REMOTE_USER"] == nil && $0.environment["PATH_INFO"] == "/ws/secret.git/git-upload-pack" })
         #expect(recorded.allSatisfy { $0.environment["GIT_HTTP_EXPORT_ALL"] == "1" && $0.executable.lastPathComponent == "git-http-backend" })
+        // The Git-Protocol header reaches http-backend (git 2.39 speaks protocol v2 for fetches).
+        #expect(recorded.contains { $0.environment["GIT_PROTOCOL"] == "version=2" })
     }
 
     @Test("request bodies over the configured cap get 413 and nothing lands")
@@ -256,6 +258,64 @@ struct GitHTTPServerTests {
                 #expect(!missing.succeeded)
                 #expect(one.server.statistics.requestCount(.infoRefs, status: 404) == 1)
             }
+        }
+    }
+
+    @Test("a path prefix serves root/PROJ/repo.git at /scm/PROJ/repo.git; seeded history is cloned")
+    func pathPrefix() async throws {
+        let configuration = GitSmartHTTPServer.Configuration(pathPrefix: "/scm/")
+        try await withGitServer(configuration: configuration) { fixture in
+            let url = try await fixture.makeRepository("PROJ/repo.git")
+            #expect(url.path == "/scm/PROJ/repo.git")
+            let directory = fixture.repositoryDirectory("PROJ/repo.git")
+            let first = try await seedCommit(in: directory, files: ["a.txt": Data("a\n".utf8)])
+            let second = try await seedCommit(in: directory, files: ["dir/b.txt": Data("b\n".utf8)], message: "two")
+            let feature = try await seedCommit(in: directory, files: ["c.txt": Data("c\n".utf8)], branch: "feature")
+            #expect(Set([first, second, feature]).count == 3)
+            #expect(fixture.server.statistics.requestCount() == 0)
+
+            let work = try TemporaryDirectory()
+            let clone = work.appending("clone")
+            try await runGit(["clone", "--quiet", url.absoluteString, clone.path], in: work.url)
+            #expect(try await runGit(["rev-parse", "HEAD~1"], in: clone) == first + "\n")
+            #expect(try String(contentsOf: clone.appendingPathComponent("a.txt"), encoding: .utf8) == "a\n")
+            #expect(try String(contentsOf: clone.appendingPathComponent("dir/b.txt"), encoding: .utf8) == "b\n")
+            // `feature` is an orphan branch holding only its own file.
+            let featureFiles = try await runGit(["ls-tree", "-r", "--name-only", "origin/feature"], in: clone)
+            #expect(featureFiles == "c.txt\n")
+            #expect(fixture.server.statistics.responseBodyBytes(.uploadPack) > 0)
+
+            let unprefixed = try await gitResult(["ls-remote", fixture.baseURL.appendingPathComponent("PROJ/repo.git").absoluteString], in: work.url)
+            #expect(!unprefixed.succeeded)
+        }
+    }
+
+    @Test("eight concurrent clones all succeed")
+    func concurrentClones() async throws {
+        try await withGitServer(auth: .basic(username: Self.user, password: Self.password)) { fixture in
+            let url = try await fixture.makeRepository("ws/busy.git")
+            let head = try await seedCommit(
+                in: fixture.repositoryDirectory("ws/busy.git"),
+                files: Dictionary(uniqueKeysWithValues: (0..<50).map { ("f\($0).txt", Data(repeating: UInt8($0), count: 10_000)) })
+            )
+            let work = try TemporaryDirectory()
+            let auth = GitClientEnvironment.basicAuth(username: Self.user, password: Self.password).environment
+            let heads = try await withThrowingTaskGroup(of: String.self) { group in
+                for index in 0..<8 {
+                    group.addTask {
+                        let clone = work.appending("clone-\(index)")
+                        try await runGit(["clone", "--quiet", url.absoluteString, clone.path], in: work.url, env: auth)
+                        return try await runGit(["rev-parse", "HEAD"], in: clone).trimmingCharacters(in: .whitespacesAndNewlines)
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(heads == Array(repeating: head, count: 8))
+            // Protocol v2 makes two upload-pack POSTs per clone (ls-refs, fetch); none may fail.
+            let stats = fixture.server.statistics
+            #expect(stats.requestCount(.uploadPack, status: 200) >= 8)
+            #expect(stats.requestCount(.uploadPack, status: 200) == stats.requestCount(.uploadPack))
+            #expect(stats.requestCount(.infoRefs, status: 401) >= 8)
         }
     }
 
