@@ -33,6 +33,12 @@ struct BenchContext: Sendable {
     }
 }
 
+// Client work trees (thousands of files each) are kept until the whole run ends, on
+// purpose: on ext4, creating files soon after deleting many others is slow — the inode
+// allocator skips inodes deleted within the last 60–360 s (`recently_deleted`), and a
+// clone right after removing the previous clone spent up to 15 s of system time in it.
+// Deleting between runs would make every later git CLI run slower than the one before.
+
 /// Per-run measurements of one side.
 struct SideRun: Sendable {
     var seconds: Double
@@ -80,7 +86,6 @@ struct ColdScenario {
                         workTree: workTree, message: "Generated app (cold \(r))")
                     let delta = try await c.server.counters() - before
                     cli.append(SideRun(seconds: t.total, phases: t.phases, serverReceiveBytes: delta.receivePackBytes, serverRequests: delta.requests))
-                    try? FileManager.default.removeItem(at: workTree)
                 } else {
                     let before = try await c.server.counters()
                     Memory.resetHighWaterMark()
@@ -176,7 +181,6 @@ struct IncrementalScenario {
                         workTree: workTree, message: message)
                     let delta = try await c.server.counters() - before
                     cli.append(SideRun(seconds: t.total, phases: t.phases, serverReceiveBytes: delta.receivePackBytes, serverRequests: delta.requests))
-                    try? FileManager.default.removeItem(at: workTree)
                 } else {
                     let oldTip = try await c.serverTip(kitRepo, branch: "main")
                     let before = try await c.server.counters()
