@@ -82,6 +82,12 @@ struct GitCLIWay: Sendable {
         return t
     }
 
+    /// `git --version` without the "git version " prefix.
+    static func version(git: Command) async throws -> String {
+        let text = try await git.text(["--version"])
+        return text.hasPrefix("git version ") ? String(text.dropFirst("git version ".count)) : text
+    }
+
     static func which(_ name: String) throws -> String {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
         for dir in path.split(separator: ":") {

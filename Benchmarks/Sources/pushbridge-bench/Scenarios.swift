@@ -9,6 +9,10 @@ struct BenchContext: Sendable {
     let gitKit: GitKitWay
     let server: GitServerProcess
     let seed: UInt64
+    /// Machine and tool versions, appended to every result line.
+    let environment: [(String, JSON)]
+    /// `sync(1)`.
+    let sync: Command
 
     /// `git` for server-side bookkeeping (repo creation, verification); not measured.
     var git: Command { gitCLI.git }
@@ -21,6 +25,14 @@ struct BenchContext: Sendable {
 
     func log(_ message: String) {
         FileHandle.standardError.write(Data("[bench] \(message)\n".utf8))
+    }
+
+    /// Flushes dirty pages to disk before a measured run, so no side pays for writing
+    /// back what an earlier run (or the setup) left in the page cache: a 20,000-file clone
+    /// leaves ~100 MB dirty, and the run after it would otherwise compete with that
+    /// writeback for the disk and the journal.
+    func settle() async throws {
+        try await sync.run([])
     }
 
     /// Tree id of `refs/heads/<branch>` in a server repository.
@@ -78,6 +90,7 @@ struct ColdScenario {
             // Alternate which side goes first so drift (page cache, CPU frequency, other
             // tenants of the machine) does not systematically favour one side.
             for side in (r % 2 == 0 ? [0, 1] : [1, 0]) {
+                try await c.settle()
                 if side == 0 {
                     let workTree = c.work.appendingPathComponent("clients/cold-\(r)")
                     let before = try await c.server.counters()
@@ -109,7 +122,7 @@ struct ColdScenario {
         return report(scenario: "cold", cli: cli, kit: kit, kitRuns: kitRuns, peakRSS: peakRSS, target: 1.5, extra: [
             ("files", .int(fileCount)),
             ("source_bytes", .int(app.totalBytes)),
-        ])
+        ], environment: c.environment)
     }
 }
 
@@ -173,6 +186,7 @@ struct IncrementalScenario {
         for r in 0..<runs {
             let message = "Regenerate \(changedPerRun) files (run \(r))"
             for side in (r % 2 == 0 ? [0, 1] : [1, 0]) {
+                try await c.settle()
                 if side == 0 {
                     let workTree = c.work.appendingPathComponent("clients/incremental-\(r)")
                     let before = try await c.server.counters()
@@ -219,12 +233,12 @@ struct IncrementalScenario {
             ("repo_pack_bytes", .int(packSize)),
             ("setup_s", .seconds(setupSeconds)),
             ("gitkit_prime_s", .seconds(primeSeconds)),
-        ])
+        ], environment: c.environment)
     }
 }
 
 /// One JSON line for a scenario: medians first, then per-run values and phase medians.
-func report(scenario: String, cli: [SideRun], kit: [SideRun], kitRuns: [GitKitWay.Result], peakRSS: [Int], target: Double, extra: [(String, JSON)]) -> JSON {
+func report(scenario: String, cli: [SideRun], kit: [SideRun], kitRuns: [GitKitWay.Result], peakRSS: [Int], target: Double, extra: [(String, JSON)], environment: [(String, JSON)]) -> JSON {
     let kitSeconds = Stats.median(kit.map(\.seconds))
     let cliSeconds = Stats.median(cli.map(\.seconds))
     let ratio = cliSeconds / kitSeconds
@@ -254,6 +268,14 @@ func report(scenario: String, cli: [SideRun], kit: [SideRun], kitRuns: [GitKitWa
         ("gitcli_phases_s", phases(cli)),
         ("gitcli_requests", .double(Stats.median(cli.map(\.serverRequests)), digits: 0)),
         ("gitkit_requests", .double(Stats.median(kit.map(\.serverRequests)), digits: 0)),
+        ("load_avg_end", .double(loadAverage(), digits: 2)),
     ]
+    fields += environment
     return .object(fields)
+}
+
+/// The 1-minute load average: other work on the machine shows up as noise in the runs.
+func loadAverage() -> Double {
+    guard let text = try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8) else { return 0 }
+    return text.split(separator: " ").first.flatMap { Double($0) } ?? 0
 }
