@@ -405,11 +405,13 @@ public actor RemoteCache {
     }
 
     private static func rejectionError(branch: String, status: String, session: TransportSession) -> GitError {
-        let lowered = status.lowercased()
-        let movedMarkers = ["non-fast-forward", "fetch first", "stale info", "but expected", "cannot lock ref", "failed to lock"]
-        let code: GitError.Code = movedMarkers.contains { lowered.contains($0) } ? .nonFastForward : .pushRejected
-        var message = "the remote refused to update \(branch): \(status)"
         let remote = session.state.remoteMessages.trimmingCharacters(in: .whitespacesAndNewlines)
+        // git reports a lost compare-and-swap as "failed to update ref" and explains it on the
+        // side band ("cannot lock ref …: is at X but expected Y").
+        let evidence = (status + "\n" + remote).lowercased()
+        let movedMarkers = ["non-fast-forward", "fetch first", "stale info", "but expected", "cannot lock ref", "failed to lock"]
+        let code: GitError.Code = movedMarkers.contains { evidence.contains($0) } ? .nonFastForward : .pushRejected
+        var message = "the remote refused to update \(branch): \(status)"
         if !remote.isEmpty { message += " (remote said: \(remote))" }
         return GitError(code: code, message: message).redacted(with: session.redactor)
     }
