@@ -262,6 +262,7 @@ func report(scenario: String, cli: [SideRun], kit: [SideRun], kitRuns: [GitKitWa
     fields += extra
     fields += [
         ("gitkit_peak_rss_mb", .double(Double(peakRSS.max() ?? 0) / 1_048_576, digits: 1)),
+        ("process_peak_rss_mb", .double(Double(Memory.lifetimePeakRSS()) / 1_048_576, digits: 1)),
         ("gitkit_runs_s", .array(kit.map { .seconds($0.seconds) })),
         ("gitcli_runs_s", .array(cli.map { .seconds($0.seconds) })),
         ("gitkit_phases_s", phases(kit)),
