@@ -121,7 +121,12 @@ let package = Package(
         ),
         .executableTarget(
             name: "pushbridge-bench",
-            dependencies: ["GitKit", "GitHTTPServer"],
+            dependencies: [
+                "GitKit",
+                "GitHTTPServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Benchmarks/Sources/pushbridge-bench"
         ),
 
