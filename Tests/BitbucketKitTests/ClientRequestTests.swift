@@ -185,7 +185,7 @@ struct ClientRequestTests {
     @Test func branchLookups() async throws {
         try await withScriptedServer({ request, _ in
             switch request.path {
-            case "/2.0/repositories/acme/svc/refs/branches/feature%2Fx", "/2.0/repositories/acme/svc/refs/branches/feature/x":
+            case "/2.0/repositories/acme/svc/refs/branches/feature/x":
                 return .json(200, #"{"name":"feature/x","target":{"hash":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}}"#)
             case "/rest/api/1.0/projects/PROJ/repos/svc/branches":
                 return .json(200, #"{"values":[{"id":"refs/heads/feature/xy","displayId":"feature/xy","latestCommit":"cccccccccccccccccccccccccccccccccccccccc"},{"id":"refs/heads/feature/x","displayId":"feature/x","latestCommit":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}],"isLastPage":true}"#)
