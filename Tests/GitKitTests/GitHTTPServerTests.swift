@@ -371,6 +371,40 @@ struct GitHTTPServerTests {
 
     // MARK: units
 
+    @Test("ChildProcess: 2 MB (32 pipe buffers) through cat both ways at once, exact environment, exit codes, stderr")
+    func childProcess() async throws {
+        let bytes = (0..<(2 * 1024 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) }
+        let echoed = try await ChildProcess.run(
+            executable: URL(fileURLWithPath: "/bin/cat"), arguments: [], environment: [:],
+            standardInput: ByteBuffer(bytes: bytes)
+        )
+        #expect(echoed.succeeded)
+        #expect(Array(echoed.standardOutput.readableBytesView) == bytes)
+
+        let env = try await ChildProcess.run(
+            executable: URL(fileURLWithPath: "/usr/bin/env"), arguments: [], environment: ["ONLY": "this"]
+        )
+        #expect(env.standardOutputString == "ONLY=this\n")
+
+        let failing = try await ChildProcess.run(
+            executable: URL(fileURLWithPath: "/bin/sh"), arguments: ["-c", "echo oops >&2; exit 3"], environment: [:]
+        )
+        #expect(!failing.succeeded)
+        #expect(failing.exitCode == 3)
+        #expect(failing.standardErrorString == "oops\n")
+
+        // The child ignores its input and exits: the unread rest is dropped, no error.
+        let ignoring = try await ChildProcess.run(
+            executable: URL(fileURLWithPath: "/bin/true"), arguments: [], environment: [:],
+            standardInput: ByteBuffer(bytes: bytes)
+        )
+        #expect(ignoring.succeeded)
+
+        await #expect(throws: GitHTTPServerError.self) {
+            try await ChildProcess.run(executable: URL(fileURLWithPath: "/nonexistent/program"), arguments: [], environment: [:])
+        }
+    }
+
     @Test("CGI responses: Status header, default 200, LF-only headers, malformed output")
     func parseCGI() throws {
         let notFound = try GitHTTPBackend.parseCGIResponse(
