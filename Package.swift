@@ -92,8 +92,13 @@ let package = Package(
             name: "pushbridge",
             dependencies: [
                 "PushBridgeServer",
+                "PushBridge",
+                "GitKit",
+                "BitbucketKit",
                 "BitbucketEmulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
 

@@ -1,1 +1,9 @@
-@main struct Main { static func main() {} }
+import ArgumentParser
+
+@main struct Main: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pushbridge",
+        subcommands: [
+            Demo.self,
+        ])
+}
