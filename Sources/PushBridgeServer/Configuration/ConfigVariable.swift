@@ -40,6 +40,8 @@ extension ConfigVariable {
     public static let dataDir = ConfigVariable("PUSHBRIDGE_DATA_DIR", default: "/var/lib/pushbridge")
     public static let sourceRoots = ConfigVariable("PUSHBRIDGE_SOURCE_ROOTS", default: "")
     public static let masterKey = ConfigVariable("PUSHBRIDGE_MASTER_KEY", secret: true, credential: "master-key")
+    public static let previousMasterKeys = ConfigVariable(
+        "PUSHBRIDGE_PREVIOUS_MASTER_KEYS", secret: true, credential: "previous-master-keys")
     public static let publicURL = ConfigVariable("PUSHBRIDGE_PUBLIC_URL")
     public static let cloudAPIURL = ConfigVariable("PUSHBRIDGE_CLOUD_API_URL", default: "https://api.bitbucket.org/2.0")
     public static let cloudSiteURL = ConfigVariable("PUSHBRIDGE_CLOUD_SITE_URL", default: "https://bitbucket.org")
@@ -77,7 +79,7 @@ extension ConfigVariable {
 
     /// Every variable the daemon reads, in the order of the example env file.
     public static let all: [ConfigVariable] = [
-        listen, apiTokens, databaseURL, dataDir, sourceRoots, masterKey, publicURL,
+        listen, apiTokens, databaseURL, dataDir, sourceRoots, masterKey, previousMasterKeys, publicURL,
         cloudAPIURL, cloudSiteURL, cloudGitURL, cloudClientID, cloudClientSecret,
         dcAPIURL, dcSiteURL, dcGitURL, dcClientID, dcClientSecret,
         oauth1ConsumerKey, oauth1PrivateKeyFile,

@@ -1,12 +1,13 @@
 import Configuration
 import Foundation
 import Logging
+import PushBridge
 import SystemPackage
 
 /// A configuration that cannot be used; ``code`` is always `invalid_config`.
 ///
 /// The message names the offending variable (or `--env-file`) and never contains a secret value.
-public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+public struct ConfigurationError: CodedError {
     /// Stable machine-readable code: `invalid_config`.
     public let code: String = "invalid_config"
     /// The variable or option at fault, e.g. `PUSHBRIDGE_LISTEN`.
@@ -230,6 +231,14 @@ private struct Validator {
             throw ConfigurationError(.masterKey, "expected the base64 encoding of exactly 32 bytes (e.g. `openssl rand -base64 32`)")
         }
 
+        var previousKeys: [[UInt8]] = []
+        for text in (string(.previousMasterKeys) ?? "").split(separator: ",") {
+            guard let key = Data(base64Encoded: text.trimmingCharacters(in: .whitespaces)), key.count == 32 else {
+                throw ConfigurationError(.previousMasterKeys, "expected comma-separated base64 encodings of 32 bytes each")
+            }
+            previousKeys.append(Array(key))
+        }
+
         let publicURL = try url(.publicURL) ?? URL(string: "http://\(listen)")!
 
         let cloud = PushBridgeConfiguration.Provider(
@@ -284,6 +293,7 @@ private struct Validator {
             dataDirectory: dataDirectory,
             sourceRoots: sourceRoots,
             masterKey: Redacted(Array(key)),
+            previousMasterKeys: Redacted(previousKeys),
             publicURL: publicURL,
             cloud: cloud,
             dataCenter: dataCenter,

@@ -83,6 +83,8 @@ public struct PushBridgeConfiguration: Sendable {
     public var sourceRoots: [String]
     /// 32-byte key sealing stored secrets.
     public var masterKey: Redacted<[UInt8]>
+    /// Keys sealed data may still be under while `pushbridge rotate-key` re-seals it (32 bytes each).
+    public var previousMasterKeys: Redacted<[[UInt8]]>
     /// Externally visible base URL (OAuth callbacks are built from it); no trailing slash.
     public var publicURL: URL
     /// Bitbucket Cloud endpoints and OAuth consumer.
@@ -132,6 +134,7 @@ public struct PushBridgeConfiguration: Sendable {
             (.dataDir, dataDirectory),
             (.sourceRoots, sourceRoots.joined(separator: ":")),
             (.masterKey, "<redacted>"),
+            (.previousMasterKeys, previousMasterKeys.value.isEmpty ? "" : "<redacted>"),
             (.publicURL, publicURL.absoluteString),
             (.cloudAPIURL, text(cloud.apiURL)),
             (.cloudSiteURL, text(cloud.siteURL)),
