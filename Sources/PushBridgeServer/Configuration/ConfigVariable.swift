@@ -73,6 +73,7 @@ extension ConfigVariable {
     public static let maxRequestBytes = ConfigVariable("PUSHBRIDGE_MAX_REQUEST_BYTES", default: "1MiB")
     public static let maxArchiveBytes = ConfigVariable("PUSHBRIDGE_MAX_ARCHIVE_BYTES", default: "256MiB")
     public static let maxArchiveEntries = ConfigVariable("PUSHBRIDGE_MAX_ARCHIVE_ENTRIES", default: "100000")
+    public static let maxArchiveExpandedBytes = ConfigVariable("PUSHBRIDGE_MAX_ARCHIVE_EXPANDED_BYTES", default: "1GiB")
     public static let maxFileBytes = ConfigVariable("PUSHBRIDGE_MAX_FILE_BYTES", default: "100MiB")
     public static let archiveTTL = ConfigVariable("PUSHBRIDGE_ARCHIVE_TTL", default: "24h")
     public static let logLevel = ConfigVariable("PUSHBRIDGE_LOG_LEVEL", default: "info")
@@ -86,7 +87,7 @@ extension ConfigVariable {
         webhookURL, webhookSecret, webhookMaxAttempts,
         workers, perConnectionJobs, jobMaxAttempts, jobLease, shutdownGrace, refreshSkew, oauthStateTTL,
         caBundle, httpsProxy,
-        maxRequestBytes, maxArchiveBytes, maxArchiveEntries, maxFileBytes, archiveTTL,
+        maxRequestBytes, maxArchiveBytes, maxArchiveEntries, maxArchiveExpandedBytes, maxFileBytes, archiveTTL,
         logLevel,
     ]
 

@@ -278,6 +278,7 @@ private struct Validator {
         let limits = PushBridgeConfiguration.Limits(
             maxRequestBytes: try bytes(.maxRequestBytes), maxArchiveBytes: try bytes(.maxArchiveBytes),
             maxArchiveEntries: try integer(.maxArchiveEntries, in: 1...10_000_000),
+            maxArchiveExpandedBytes: try bytes(.maxArchiveExpandedBytes),
             maxFileBytes: try bytes(.maxFileBytes))
 
         let levelText = try required(.logLevel)

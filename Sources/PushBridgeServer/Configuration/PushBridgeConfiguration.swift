@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PushBridge
 
 /// The validated settings of one pushbridge process.
 ///
@@ -59,15 +60,28 @@ public struct PushBridgeConfiguration: Sendable {
         public var maxArchiveBytes: Int
         /// Most entries an archive may hold (413 beyond).
         public var maxArchiveEntries: Int
+        /// Largest sum of file sizes an archive may unpack to (413 beyond; guards against gzip bombs).
+        public var maxArchiveExpandedBytes: Int
         /// Largest single file in an archive or source directory, uncompressed (413 beyond).
         public var maxFileBytes: Int
 
         /// Creates limits.
-        public init(maxRequestBytes: Int, maxArchiveBytes: Int, maxArchiveEntries: Int, maxFileBytes: Int) {
+        public init(
+            maxRequestBytes: Int, maxArchiveBytes: Int, maxArchiveEntries: Int, maxArchiveExpandedBytes: Int,
+            maxFileBytes: Int
+        ) {
             self.maxRequestBytes = maxRequestBytes
             self.maxArchiveBytes = maxArchiveBytes
             self.maxArchiveEntries = maxArchiveEntries
+            self.maxArchiveExpandedBytes = maxArchiveExpandedBytes
             self.maxFileBytes = maxFileBytes
+        }
+
+        /// The archive part of these limits.
+        public var archive: ArchiveLimits {
+            ArchiveLimits(
+                maxArchiveBytes: maxArchiveBytes, maxEntries: maxArchiveEntries, maxFileBytes: maxFileBytes,
+                maxExpandedBytes: maxArchiveExpandedBytes)
         }
     }
 
@@ -163,6 +177,7 @@ public struct PushBridgeConfiguration: Sendable {
             (.maxRequestBytes, String(limits.maxRequestBytes)),
             (.maxArchiveBytes, String(limits.maxArchiveBytes)),
             (.maxArchiveEntries, String(limits.maxArchiveEntries)),
+            (.maxArchiveExpandedBytes, String(limits.maxArchiveExpandedBytes)),
             (.maxFileBytes, String(limits.maxFileBytes)),
             (.archiveTTL, archiveTTL.configText),
             (.logLevel, logLevel.rawValue),
