@@ -21,6 +21,8 @@ public struct StoreError: CodedError, Hashable {
         case invalidDatabaseURL = "invalid_database_url"
         /// A stored row could not be decoded.
         case corruptRecord = "corrupt_record"
+        /// A `JobQuery.cursor` that no `JobPage` produced.
+        case invalidCursor = "invalid_cursor"
         /// The database failed (I/O, connection, constraint, …).
         case database = "database_error"
     }
