@@ -149,6 +149,7 @@ let package = Package(
                 "BitbucketEmulator",
                 "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "OpenAPIKit30", package: "OpenAPIKit"),
             ]
         ),
     ],

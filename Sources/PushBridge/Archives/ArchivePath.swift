@@ -53,7 +53,7 @@ public enum ArchivePath {
     }
 
     /// `text` with control characters escaped, safe to put in a message.
-    static func printable(_ text: String) -> String {
+    public static func printable(_ text: String) -> String {
         var result = ""
         for scalar in text.unicodeScalars {
             if scalar.value < 0x20 || scalar.value == 0x7F {
