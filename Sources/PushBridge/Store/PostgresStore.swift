@@ -256,7 +256,9 @@ public final class PostgresStore: Store {
         connectionID: String,
         _ body: (any LockedConnection) async throws -> T
     ) async throws -> T {
-        try await operation("locking connection") {
+        // Only the database work is mapped to `database_error`; whatever the body throws
+        // reaches the caller unchanged.
+        let outcome: Result<T, any Error> = try await operation("locking connection") {
             guard try await self.fetchConnection(connectionID, on: nil) != nil else {
                 throw Self.noConnection(connectionID)
             }
@@ -277,9 +279,10 @@ public final class PostgresStore: Store {
                 }
                 try await self.exec(
                     "SELECT pg_advisory_unlock(\(Self.connectionLockNamespace), hashtext(\(connectionID)))", on: conn)
-                return try outcome.get()
+                return outcome
             }
         }
+        return try outcome.get()
     }
 
     public func rotateKey() async throws -> Int {
