@@ -1,0 +1,60 @@
+import Foundation
+
+/// Runs a real command-line tool and captures its output.
+struct ProcessOutput {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+enum ProcessRunner {
+    /// Runs `executable` (searched in PATH when not absolute) with `arguments`.
+    static func run(
+        _ executable: String, _ arguments: [String], currentDirectory: URL? = nil, environment: [String: String]? = nil,
+        input: Data? = nil
+    ) throws -> ProcessOutput {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [executable] + arguments
+        if let currentDirectory { process.currentDirectoryURL = currentDirectory }
+        if let environment { process.environment = environment }
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        let inPipe = Pipe()
+        process.standardInput = inPipe
+        try process.run()
+        if let input { inPipe.fileHandleForWriting.write(input) }
+        try inPipe.fileHandleForWriting.close()
+        // Read both pipes before waiting so a chatty process cannot fill a pipe and block.
+        let errData = Mutable<Data>()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async {
+            errData.value = err.fileHandleForReading.readDataToEndOfFile()
+            group.leave()
+        }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        process.waitUntilExit()
+        return ProcessOutput(
+            status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+            stderr: String(decoding: errData.value, as: UTF8.self))
+    }
+
+    /// Whether `tool` is on PATH.
+    static func available(_ tool: String) -> Bool {
+        (try? run("sh", ["-c", "command -v \(tool)"]).status) == 0
+    }
+}
+
+/// A box written by one thread and read after a `DispatchGroup.wait()` by another.
+final class Mutable<Value>: @unchecked Sendable {
+    var value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+extension Mutable where Value == Data {
+    convenience init() { self.init(Data()) }
+}
