@@ -95,7 +95,7 @@ public struct PushPipeline: Sendable {
 
         // 2. Repository.
         let slug = connection.provider == .bitbucketCloud ? spec.repository.slug.lowercased() : spec.repository.slug
-        let ref = RepositoryRef(namespace: connection.workspace, slug: slug)
+        let requestedRef = RepositoryRef(namespace: connection.workspace, slug: slug)
         let createOptions =
             spec.repository.create
             ? RepositoryCreateOptions(
@@ -103,14 +103,16 @@ public struct PushPipeline: Sendable {
             : nil
         let outcome: RepositoryOutcome
         do {
-            outcome = try await client.ensureRepository(ref, create: createOptions)
+            outcome = try await client.ensureRepository(requestedRef, create: createOptions)
         } catch let error as BitbucketError where error.code == .notFound {
             throw PipelineError(
                 code: "not_found",
-                message: "repository \(ref) does not exist and the job does not ask to create it (repository.create)",
+                message: "repository \(requestedRef) does not exist and the job does not ask to create it (repository.create)",
                 retryable: false)
         }
         let repository = outcome.repository
+        // Bitbucket may normalise the slug (Data Center derives it from the name): use what it answered.
+        let ref = repository.ref
         let remoteURL = try client.gitRemoteURL(for: ref).absoluteString
         let repositoryURL = repository.webURL?.absoluteString ?? remoteURL
         checkpoint.repositoryUrl = repositoryURL
