@@ -7,7 +7,7 @@ import Testing
 @testable import PushBridgeServer
 
 /// A bound AF_UNIX datagram socket standing in for systemd's notification socket.
-private final class NotifySocketListener {
+final class NotifySocketListener {
     let fd: Int32
     let name: String
 
@@ -84,6 +84,16 @@ struct SystemdTests {
         #expect(SystemdNotifier(environment: pid)?.watchdogInterval == .seconds(15))
         let other = ["NOTIFY_SOCKET": "@x", "WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "\(getpid() + 1)"]
         #expect(SystemdNotifier(environment: other)?.watchdogInterval == nil)
+    }
+
+    @Test("without a watchdog the service idles instead of ending (ServiceGroup would treat that as a failure)")
+    func watchdogServiceIdle() async throws {
+        let service = SystemdWatchdogService(notifier: nil, logger: .init(label: "test"))
+        let task = Task { try await service.run() }
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(!task.isCancelled)
+        task.cancel()
+        try await task.value
     }
 
     @Test("the watchdog service pings until graceful shutdown")

@@ -17,7 +17,11 @@ public struct SystemdWatchdogService: Service {
     }
 
     public func run() async throws {
-        guard let notifier, let interval = notifier.watchdogInterval else { return }
+        guard let notifier, let interval = notifier.watchdogInterval else {
+            // Nothing to ping, but returning early would read as a failed service to ServiceGroup.
+            try? await gracefulShutdown()
+            return
+        }
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 try notifier.notify(.watchdog)

@@ -1,0 +1,159 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import PushBridge
+import Testing
+
+@testable import PushBridgeServer
+
+/// The `pushbridge` executable of the build under test.
+///
+/// swift-testing may run a copy of the test bundle from a temporary directory, so the build
+/// directory is taken from the `swift test` process that started us (`--scratch-path`, else
+/// `<package>/.build`); `PUSHBRIDGE_TEST_BINARY` overrides it.
+private let executable: URL = {
+    if let path = ProcessInfo.processInfo.environment["PUSHBRIDGE_TEST_BINARY"] { return URL(fileURLWithPath: path) }
+    var pid = getppid()
+    for _ in 0..<6 where pid > 1 {
+        let raw = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data()
+        let arguments = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        if arguments.contains(where: { $0.hasSuffix("swift-test") }) || arguments.starts(with: ["swift", "test"])
+            || (arguments.first?.hasSuffix("swift") == true && arguments.dropFirst().first == "test")
+        {
+            let cwd = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd")) ?? "."
+            var scratch = TestPaths.packageRoot.appendingPathComponent(".build")
+            if let index = arguments.firstIndex(of: "--scratch-path"), index + 1 < arguments.count {
+                let value = arguments[index + 1]
+                scratch = URL(fileURLWithPath: value.hasPrefix("/") ? value : cwd + "/" + value)
+            }
+            return scratch.appendingPathComponent("debug/pushbridge")
+        }
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+        // Field 4 of /proc/PID/stat (after the parenthesised command name) is the parent pid.
+        guard let close = status.lastIndex(of: ")"),
+            let parent = status[status.index(after: close)...].split(separator: " ").dropFirst().first.flatMap({ Int32($0) })
+        else { break }
+        pid = parent
+    }
+    return TestPaths.packageRoot.appendingPathComponent(".build/debug/pushbridge")
+}()
+private let executableExists = FileManager.default.isExecutableFile(atPath: executable.path)
+
+@Suite("pushbridge CLI", .enabled(if: executableExists, "pushbridge executable not built (swift build --build-tests)"))
+struct CLITests {
+    @Test("serve: READY with the bound address, client commands over HTTP, SIGTERM → STOPPING and exit 0")
+    func serveAndClient() async throws {
+        let dir = try TestPaths.makeTemporaryDirectory("cli")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let token = "cli-test-token-0123456789abcdef"
+        let listener = try NotifySocketListener(name: "@pushbridge-cli-\(UUID().uuidString)")
+        let environment = [
+            "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin",
+            "PUSHBRIDGE_API_TOKENS": token,
+            "PUSHBRIDGE_MASTER_KEY": MasterKey.generate().exportBase64(),
+            "PUSHBRIDGE_DATA_DIR": dir.path,
+            "PUSHBRIDGE_DATABASE_URL": "sqlite://\(dir.path)/pb.sqlite",
+            "PUSHBRIDGE_LISTEN": "127.0.0.1:0",
+            "PUSHBRIDGE_LOG_LEVEL": "debug",
+            "NOTIFY_SOCKET": listener.name,
+        ]
+        let serve = Process()
+        serve.executableURL = executable
+        serve.arguments = ["serve", "--env-file", dir.appendingPathComponent("absent.env").path]
+        serve.environment = environment
+        let logFile = dir.appendingPathComponent("serve.log")
+        _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        let logText = { (try? String(contentsOf: logFile, encoding: .utf8)) ?? "" }
+        let log = try FileHandle(forWritingTo: logFile)
+        serve.standardError = log
+        serve.standardOutput = log
+        // An explicit env file that is missing must fail with a clear message.
+        try serve.run()
+        serve.waitUntilExit()
+        #expect(serve.terminationStatus != 0)
+        let failure = try String(contentsOf: logFile, encoding: .utf8)
+        #expect(failure.contains("--env-file"), "\(failure)")
+
+        let daemon = Process()
+        daemon.executableURL = executable
+        daemon.arguments = ["serve"]
+        var daemonEnvironment = environment
+        daemonEnvironment["PUSHBRIDGE_SOURCE_ROOTS"] = dir.path
+        daemon.environment = daemonEnvironment
+        daemon.standardError = log
+        daemon.standardOutput = log
+        try daemon.run()
+        defer { if daemon.isRunning { daemon.terminate() } }
+
+        let ready = try #require(listener.receive(), "no READY=1 within 5 s: \(logText())")
+        #expect(ready.hasPrefix("READY=1\nSTATUS=listening on 127.0.0.1:"))
+        let port = try #require(ready.split(separator: ":").last.flatMap { Int($0) })
+        let clientEnvironment = [
+            "PATH": environment["PATH"]!, "PUSHBRIDGE_API_TOKEN": token, "PUSHBRIDGE_URL": "http://127.0.0.1:\(port)",
+        ]
+        let emptyEnvFile = dir.appendingPathComponent("client.env")
+        try Data().write(to: emptyEnvFile)
+        func cli(_ arguments: [String], input: String? = nil) throws -> ProcessOutput {
+            try ProcessRunner.run(executable.path, arguments + ["--env-file", emptyEnvFile.path], environment: clientEnvironment, input: input.map { Data($0.utf8) })
+        }
+
+        let credentials = #"{"type": "oauth2", "accessToken": "CLI-SECRET-AT", "refreshToken": "CLI-SECRET-RT"}"#
+        let add = try cli(
+            ["connections", "add", "--id", "acme", "--provider", "bitbucket-cloud", "--workspace", "acme", "--credentials-file", "-"],
+            input: credentials)
+        #expect(add.status == 0, "\(add.stderr)")
+        #expect(!add.stdout.contains("CLI-SECRET"))
+        let list = try cli(["connections", "list"])
+        #expect(list.stdout.hasPrefix("acme\tbitbucket-cloud\tacme\tactive\toauth2"))
+
+        let build = dir.appendingPathComponent("build")
+        try FileManager.default.createDirectory(at: build, withIntermediateDirectories: true)
+        try Data("generated\n".utf8).write(to: build.appendingPathComponent("README.md"))
+        let enqueue = try cli([
+            "enqueue", "--connection", "acme", "--repo", "billing", "--dir", build.path, "--branch", "pushbridge/x",
+            "--message", "Generated", "--pr-title", "Build", "--no-wait",
+        ])
+        #expect(enqueue.status == 0, "\(enqueue.stderr)")
+        let jobID = enqueue.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let show = try cli(["jobs", "show", jobID])
+        #expect(show.stdout.contains(#""state" : "queued""#))
+        #expect(show.stdout.contains(#""archive" : ""#))
+        let missing = try cli(["jobs", "show", "no-such-job"])
+        #expect(missing.status != 0)
+        #expect(missing.stderr.contains("not_found"))
+        let cancel = try cli(["jobs", "cancel", jobID])
+        #expect(cancel.stdout.contains("cancelled"))
+
+        kill(daemon.processIdentifier, SIGTERM)
+        #expect(listener.receive()?.hasPrefix("STOPPING=1") == true)
+        daemon.waitUntilExit()
+        #expect(daemon.terminationStatus == 0, "\(logText())")
+        let output = try String(contentsOf: logFile, encoding: .utf8)
+        #expect(!output.contains(token))
+        #expect(!output.contains("CLI-SECRET"))
+    }
+
+    @Test("oauth1-keygen writes a PKCS#8 private key (0600) and a SubjectPublicKeyInfo public key")
+    func keygen() throws {
+        let dir = try TestPaths.makeTemporaryDirectory("keygen")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("keys")
+        let result = try ProcessRunner.run(executable.path, ["oauth1-keygen", "--out", out.path, "--consumer-key", "pb-test"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let privateKey = try String(contentsOf: out.appendingPathComponent("private.pem"), encoding: .utf8)
+        let publicKey = try String(contentsOf: out.appendingPathComponent("public.pem"), encoding: .utf8)
+        #expect(privateKey.hasPrefix("-----BEGIN PRIVATE KEY-----"))
+        #expect(publicKey.hasPrefix("-----BEGIN PUBLIC KEY-----"))
+        #expect(result.stdout.contains("pb-test"))
+        #expect(result.stdout.contains(publicKey.trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(!result.stdout.contains("PRIVATE KEY"))
+        let mode = try FileManager.default.attributesOfItem(atPath: out.appendingPathComponent("private.pem").path)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        // openssl agrees the two halves belong together.
+        let derived = try ProcessRunner.run("openssl", ["pkey", "-in", out.appendingPathComponent("private.pem").path, "-pubout"])
+        #expect(derived.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == publicKey.trimmingCharacters(in: .whitespacesAndNewlines))
+        // Never overwrites a key in use.
+        #expect(try ProcessRunner.run(executable.path, ["oauth1-keygen", "--out", out.path]).status != 0)
+    }
+}
