@@ -112,14 +112,19 @@ struct WebhookDispatcherTests {
                 let dispatcher = WebhookDispatcher(
                     store: env.store, configuration: configuration(url, env, logger: Logger(label: "wh")))
                 let task = Task { try await dispatcher.run() }
+                // Delivery is two events: the receiver answers, then the dispatcher marks the outbox row.
+                // Wait for both (bounded) before cancelling, or a loaded machine cancels in between.
                 var delivered = false
-                for _ in 0..<500 where !delivered {  // deadline: 500 × 10 ms
+                var drained = false
+                for _ in 0..<1000 where !(delivered && drained) {  // deadline: 1000 × 10 ms
                     delivered = receiver.received.withLock { !$0.isEmpty }
-                    if !delivered { try await Task.sleep(for: .milliseconds(10)) }
+                    if delivered { drained = try await env.store.dueWebhooks(limit: 10).isEmpty }
+                    if !(delivered && drained) { try await Task.sleep(for: .milliseconds(10)) }
                 }
                 task.cancel()
                 _ = await task.result
                 #expect(delivered)
+                #expect(drained)
                 #expect(try await env.store.dueWebhooks(limit: 10).isEmpty)
             }
         }
