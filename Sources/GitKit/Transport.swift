@@ -368,6 +368,11 @@ final class Remote {
     struct Advertisement {
         var references: [String: ObjectID] = [:]
         var headTarget: String?
+
+        /// The branch `HEAD` points to (upload-pack advertises it; receive-pack does not).
+        var defaultBranch: String? {
+            headTarget.flatMap { $0.hasPrefix("refs/heads/") ? String($0.dropFirst("refs/heads/".count)) : nil }
+        }
     }
 
     func advertisement(session: TransportSession) throws(GitError) -> Advertisement {
@@ -382,7 +387,10 @@ final class Remote {
             if name == "HEAD", let target = head.pointee.symref_target {
                 result.headTarget = String(cString: target)
             }
-            result.references[name] = ObjectID(head.pointee.oid)
+            var oid = head.pointee.oid
+            // An empty repository advertises its capabilities on a zero-id pseudo reference.
+            if git_oid_is_zero(&oid) != 0 || name == "capabilities^{}" { continue }
+            result.references[name] = ObjectID(oid)
         }
         return result
     }
