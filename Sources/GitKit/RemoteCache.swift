@@ -160,49 +160,47 @@ public actor RemoteCache {
     }
 
     private func fetch(_ unique: [String], into repo: Repository, session: TransportSession) throws(GitError) -> FetchResult {
-        do {
-            let remote = try Remote(repository: repo, url: remoteURL)
-            try remote.connect(GIT_DIRECTION_FETCH, session: session, context: "connect to \(displayURL)")
-            let advertised = try remote.advertisement(session: session)
-            var tips: [String: ObjectID?] = [:]
-            var missing: [String] = []
-            for branch in unique {
-                if let tip = advertised.references["refs/heads/" + branch] {
-                    tips[branch] = tip
-                    if !repo.objectExists(tip) { missing.append(branch) }
-                } else {
-                    tips[branch] = .some(nil)
-                }
+        let remote = try Remote(repository: repo, url: remoteURL)
+        try remote.connect(GIT_DIRECTION_FETCH, session: session, context: "connect to \(displayURL)")
+        let advertised = try remote.advertisement(session: session)
+        var tips: [String: ObjectID?] = [:]
+        var missing: [String] = []
+        for branch in unique {
+            if let tip = advertised.references["refs/heads/" + branch] {
+                tips[branch] = tip
+                if !repo.objectExists(tip) { missing.append(branch) }
+            } else {
+                tips[branch] = .some(nil)
             }
-            var stats = git_indexer_progress()
-            if !missing.isEmpty {
-                let refspecs = CStringArray(missing.map { "+refs/heads/\($0):\(Self.trackingPrefix)\($0)" })
-                var specs = refspecs.strarray
-                var options = session.fetchOptions
-                let rc = withExtendedLifetime(refspecs) { git_remote_download(remote.pointer, &specs, &options) }
-                if rc < 0 { throw session.failure(rc, "fetch from \(displayURL)") }
-                if let received = git_remote_stats(remote.pointer) { stats = received.pointee }
-            }
-            git_remote_disconnect(remote.pointer)
-            for (branch, tip) in tips {
-                if let tip {
-                    try repo.setReference(Self.trackingPrefix + branch, to: tip)
-                } else {
-                    try repo.deleteReference(Self.trackingPrefix + branch)
-                }
-            }
-            let result = FetchResult(
-                tips: tips, defaultBranch: advertised.defaultBranch,
-                remoteIsEmpty: advertised.references.isEmpty,
-                objectsReceived: Int(stats.received_objects), bytesReceived: stats.received_bytes,
-                localObjects: Int(stats.local_objects))
-            logger.debug(
-                "fetched", metadata: [
-                    "remote": "\(displayURL)", "branches": "\(unique)", "objects": "\(result.objectsReceived)",
-                    "bytes": "\(result.bytesReceived)",
-                ])
-            return result
         }
+        var stats = git_indexer_progress()
+        if !missing.isEmpty {
+            let refspecs = CStringArray(missing.map { "+refs/heads/\($0):\(Self.trackingPrefix)\($0)" })
+            var specs = refspecs.strarray
+            var options = session.fetchOptions
+            let rc = withExtendedLifetime(refspecs) { git_remote_download(remote.pointer, &specs, &options) }
+            if rc < 0 { throw session.failure(rc, "fetch from \(displayURL)") }
+            if let received = git_remote_stats(remote.pointer) { stats = received.pointee }
+        }
+        git_remote_disconnect(remote.pointer)
+        for (branch, tip) in tips {
+            if let tip {
+                try repo.setReference(Self.trackingPrefix + branch, to: tip)
+            } else {
+                try repo.deleteReference(Self.trackingPrefix + branch)
+            }
+        }
+        let result = FetchResult(
+            tips: tips, defaultBranch: advertised.defaultBranch,
+            remoteIsEmpty: advertised.references.isEmpty,
+            objectsReceived: Int(stats.received_objects), bytesReceived: stats.received_bytes,
+            localObjects: Int(stats.local_objects))
+        logger.debug(
+            "fetched", metadata: [
+                "remote": "\(displayURL)", "branches": "\(unique)", "objects": "\(result.objectsReceived)",
+                "bytes": "\(result.bytesReceived)",
+            ])
+        return result
     }
 
     /// The cached tip of `branch` (as of the last fetch or push), without network access.
