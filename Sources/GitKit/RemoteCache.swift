@@ -71,6 +71,9 @@ public struct PublishResult: Sendable {
     public var createdBranch: Bool
     /// Fetch/build/push rounds used (more than one when the branch moved meanwhile).
     public var attempts: Int
+    /// The remote tips the last round started from. When every tip was already cached they
+    /// come from the push connection's advertisement: nothing is received and
+    /// ``FetchResult/defaultBranch`` is `nil` (receive-pack does not advertise `HEAD`).
     public var fetch: FetchResult
     public var tree: TreeBuildResult
     /// `nil` when nothing was pushed.

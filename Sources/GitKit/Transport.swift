@@ -75,6 +75,9 @@ public enum ProxySetting: Sendable, Hashable {
     case automatic
     /// This proxy (`http://host:port`); credentials for the proxy may be given as URL userinfo
     /// and are redacted from errors.
+    ///
+    /// - Note: libgit2 1.5.1 tunnels only `https` remotes through the proxy (`CONNECT`); for
+    ///   plain `http` remotes it formats proxy requests but connects to the origin directly.
     case url(String)
 }
 
