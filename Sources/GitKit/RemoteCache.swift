@@ -71,6 +71,9 @@ public struct PublishResult: Sendable {
     public var createdBranch: Bool
     /// Fetch/build/push rounds used (more than one when the branch moved meanwhile).
     public var attempts: Int
+    /// The remote tips the last round started from. When every tip was already cached they
+    /// come from the push connection's advertisement: nothing is received and
+    /// ``FetchResult/defaultBranch`` is `nil` (receive-pack does not advertise `HEAD`).
     public var fetch: FetchResult
     public var tree: TreeBuildResult
     /// `nil` when nothing was pushed.
@@ -160,52 +163,47 @@ public actor RemoteCache {
     }
 
     private func fetch(_ unique: [String], into repo: Repository, session: TransportSession) throws(GitError) -> FetchResult {
-        do {
-            let remote = try Remote(repository: repo, url: remoteURL)
-            try remote.connect(GIT_DIRECTION_FETCH, session: session, context: "connect to \(displayURL)")
-            let advertised = try remote.advertisement(session: session)
-            var tips: [String: ObjectID?] = [:]
-            var missing: [String] = []
-            for branch in unique {
-                if let tip = advertised.references["refs/heads/" + branch] {
-                    tips[branch] = tip
-                    if !repo.objectExists(tip) { missing.append(branch) }
-                } else {
-                    tips[branch] = .some(nil)
-                }
+        let remote = try Remote(repository: repo, url: remoteURL)
+        try remote.connect(GIT_DIRECTION_FETCH, session: session, context: "connect to \(displayURL)")
+        let advertised = try remote.advertisement(session: session)
+        var tips: [String: ObjectID?] = [:]
+        var missing: [String] = []
+        for branch in unique {
+            if let tip = advertised.references["refs/heads/" + branch] {
+                tips[branch] = tip
+                if !repo.objectExists(tip) { missing.append(branch) }
+            } else {
+                tips[branch] = .some(nil)
             }
-            var stats = git_indexer_progress()
-            if !missing.isEmpty {
-                let refspecs = CStringArray(missing.map { "+refs/heads/\($0):\(Self.trackingPrefix)\($0)" })
-                var specs = refspecs.strarray
-                var options = session.fetchOptions
-                let rc = withExtendedLifetime(refspecs) { git_remote_download(remote.pointer, &specs, &options) }
-                if rc < 0 { throw session.failure(rc, "fetch from \(displayURL)") }
-                if let received = git_remote_stats(remote.pointer) { stats = received.pointee }
-            }
-            git_remote_disconnect(remote.pointer)
-            for (branch, tip) in tips {
-                if let tip {
-                    try repo.setReference(Self.trackingPrefix + branch, to: tip)
-                } else {
-                    try repo.deleteReference(Self.trackingPrefix + branch)
-                }
-            }
-            let defaultBranch = advertised.headTarget.flatMap { target in
-                target.hasPrefix("refs/heads/") ? String(target.dropFirst("refs/heads/".count)) : nil
-            }
-            let result = FetchResult(
-                tips: tips, defaultBranch: defaultBranch,
-                remoteIsEmpty: advertised.references.isEmpty,
-                objectsReceived: Int(stats.received_objects), bytesReceived: stats.received_bytes,
-                localObjects: Int(stats.local_objects))
-            logger.debug(
-                "fetched", metadata: [
-                    "remote": "\(displayURL)", "branches": "\(unique)", "objects": "\(result.objectsReceived)",
-                    "bytes": "\(result.bytesReceived)",
-                ])
-            return result
         }
+        var stats = git_indexer_progress()
+        if !missing.isEmpty {
+            let refspecs = CStringArray(missing.map { "+refs/heads/\($0):\(Self.trackingPrefix)\($0)" })
+            var specs = refspecs.strarray
+            var options = session.fetchOptions
+            let rc = withExtendedLifetime(refspecs) { git_remote_download(remote.pointer, &specs, &options) }
+            if rc < 0 { throw session.failure(rc, "fetch from \(displayURL)") }
+            if let received = git_remote_stats(remote.pointer) { stats = received.pointee }
+        }
+        git_remote_disconnect(remote.pointer)
+        for (branch, tip) in tips {
+            if let tip {
+                try repo.setReference(Self.trackingPrefix + branch, to: tip)
+            } else {
+                try repo.deleteReference(Self.trackingPrefix + branch)
+            }
+        }
+        let result = FetchResult(
+            tips: tips, defaultBranch: advertised.defaultBranch,
+            remoteIsEmpty: advertised.references.isEmpty,
+            objectsReceived: Int(stats.received_objects), bytesReceived: stats.received_bytes,
+            localObjects: Int(stats.local_objects))
+        logger.debug(
+            "fetched", metadata: [
+                "remote": "\(displayURL)", "branches": "\(unique)", "objects": "\(result.objectsReceived)",
+                "bytes": "\(result.bytesReceived)",
+            ])
+        return result
     }
 
     /// The cached tip of `branch` (as of the last fetch or push), without network access.
@@ -332,7 +330,10 @@ public actor RemoteCache {
         }
     }
 
-    private func pushLocked(commit: ObjectID, branch: String, expected: ObjectID?, transport: TransportOptions) throws(GitError) -> PushResult {
+    private func pushLocked(
+        commit: ObjectID, branch: String, expected: ObjectID?, transport: TransportOptions,
+        connection reused: PushConnection? = nil
+    ) throws(GitError) -> PushResult {
         try checkCancellation()
         try Self.validateBranch(branch)
         let repo = try openRepository()
@@ -354,12 +355,25 @@ public actor RemoteCache {
                     code: .nonFastForward, message: "\(commit) does not descend from \(expected), the tip of \(branch)")
             }
         }
-        let session = try TransportSession(options: transport)
-        let outgoing = Self.outgoingPrefix + branch
-        try repo.setReference(outgoing, to: commit)
-        defer { try? repo.deleteReference(outgoing) }
-        let result = try upload(commit: commit, branch: branch, expected: expected, outgoing: outgoing, repo: repo, session: session)
-        withExtendedLifetime(session) {}
+        let connection: PushConnection
+        if let reused {
+            connection = reused
+        } else {
+            connection = try openPushConnection(repo, transport: transport)
+        }
+        let current = connection.advertisement.references["refs/heads/" + branch]
+        let result: PushResult
+        if current == commit {
+            // Already there (an earlier attempt whose answer was lost): nothing to send.
+            result = PushResult(branch: branch, commit: commit, previous: expected, upToDate: true, objectsSent: 0, bytesSent: 0)
+        } else {
+            guard current == expected else {
+                throw GitError(
+                    code: .nonFastForward,
+                    message: "remote branch \(branch) is at \(current?.hex ?? "nothing"), expected \(expected?.hex ?? "nothing")")
+            }
+            result = try upload(commit: commit, branch: branch, expected: expected, repo: repo, connection: connection)
+        }
         // The remote has the commit. Keep its objects locally before the tracking reference
         // names them: a reference must never point at objects that live only in memory.
         do {
@@ -377,31 +391,34 @@ public actor RemoteCache {
         return result
     }
 
+    /// Connects for pushing and reads the remote's references (one HTTP request).
+    private func openPushConnection(_ repo: Repository, transport: TransportOptions) throws(GitError) -> PushConnection {
+        let session = try TransportSession(options: transport)
+        let remote = try Remote(repository: repo, url: remoteURL)
+        try remote.connect(GIT_DIRECTION_PUSH, session: session, context: "connect to \(displayURL)")
+        let advertisement = try remote.advertisement(session: session)
+        return PushConnection(session: session, remote: remote, advertisement: advertisement)
+    }
+
     private func upload(
-        commit: ObjectID, branch: String, expected: ObjectID?, outgoing: String, repo: Repository, session: TransportSession
+        commit: ObjectID, branch: String, expected: ObjectID?, repo: Repository, connection: PushConnection
     ) throws(GitError) -> PushResult {
-        do {
-            let remote = try Remote(repository: repo, url: remoteURL)
-            try remote.connect(GIT_DIRECTION_PUSH, session: session, context: "connect to \(displayURL)")
-            let current = try remote.advertisement(session: session).references["refs/heads/" + branch]
-            guard current == expected else {
-                throw GitError(
-                    code: .nonFastForward,
-                    message: "remote branch \(branch) is at \(current?.hex ?? "nothing"), expected \(expected?.hex ?? "nothing")")
-            }
-            let refspecs = CStringArray(["\(outgoing):refs/heads/\(branch)"])
-            var specs = refspecs.strarray
-            var options = session.pushOptions
-            let rc = withExtendedLifetime(refspecs) { git_remote_upload(remote.pointer, &specs, &options) }
-            if rc < 0 { throw session.failure(rc, "push to \(displayURL)") }
-            git_remote_disconnect(remote.pointer)
-            if let rejection = session.state.rejections.first {
-                throw Self.rejectionError(branch: branch, status: rejection.status, session: session)
-            }
-            return PushResult(
-                branch: branch, commit: commit, previous: expected, upToDate: false,
-                objectsSent: session.state.pushObjects, bytesSent: session.state.pushBytes)
+        let session = connection.session
+        // libgit2 pushes from a local reference; it lives only for this call.
+        let outgoing = Self.outgoingPrefix + branch
+        try repo.setReference(outgoing, to: commit)
+        defer { try? repo.deleteReference(outgoing) }
+        let refspecs = CStringArray(["\(outgoing):refs/heads/\(branch)"])
+        var specs = refspecs.strarray
+        var options = session.pushOptions
+        let rc = withExtendedLifetime(refspecs) { git_remote_upload(connection.remote.pointer, &specs, &options) }
+        if rc < 0 { throw session.failure(rc, "push to \(displayURL)") }
+        if let rejection = session.state.rejections.first {
+            throw Self.rejectionError(branch: branch, status: rejection.status, session: session)
         }
+        return PushResult(
+            branch: branch, commit: commit, previous: expected, upToDate: false,
+            objectsSent: session.state.pushObjects, bytesSent: session.state.pushBytes)
     }
 
     private static func rejectionError(branch: String, status: String, session: TransportSession) -> GitError {
@@ -430,12 +447,38 @@ public actor RemoteCache {
     }
 
     private func publishLocked(_ request: PublishRequest, transport: TransportOptions) throws(GitError) -> PublishResult {
+        var branches = [request.branch]
+        if let base = request.baseBranch, base != request.branch { branches.append(base) }
+        for branch in branches { try Self.validateBranch(branch) }
         var attempt = 0
         while true {
             attempt += 1
-            var branches = [request.branch]
-            if let base = request.baseBranch, base != request.branch { branches.append(base) }
-            let fetched = try fetchLocked(branches: branches, transport: transport)
+            try checkCancellation()
+            let repo = try openRepository()
+            // One connection serves both as "fetch" (its advertisement has the tips) and for the
+            // push, saving a round trip, as long as the cache already has the tips' objects.
+            var connection: PushConnection? = try openPushConnection(repo, transport: transport)
+            let advertised = connection!.advertisement
+            let fetched: FetchResult
+            let tips = branches.map { advertised.references["refs/heads/" + $0] }
+            if tips.allSatisfy({ $0.map(repo.objectExists) ?? true }) {
+                var table: [String: ObjectID?] = [:]
+                for (branch, tip) in zip(branches, tips) {
+                    table[branch] = .some(tip)
+                    if let tip {
+                        try repo.setReference(Self.trackingPrefix + branch, to: tip)
+                    } else {
+                        try repo.deleteReference(Self.trackingPrefix + branch)
+                    }
+                }
+                fetched = FetchResult(
+                    tips: table, defaultBranch: advertised.defaultBranch, remoteIsEmpty: advertised.references.isEmpty,
+                    objectsReceived: 0, bytesReceived: 0, localObjects: 0)
+            } else {
+                // The tips may move while downloading; push over a fresh connection later.
+                connection = nil
+                fetched = try fetchLocked(branches: branches, transport: transport)
+            }
             let branchTip = fetched.tip(request.branch)
             let parent = branchTip ?? request.baseBranch.flatMap { fetched.tip($0) }
             let tree = try buildTreeLocked(parent: parent, files: request.files, options: request.options)
@@ -448,7 +491,16 @@ public actor RemoteCache {
                 tree: tree.tree, parents: parent.map { [$0] } ?? [], message: request.message, author: request.author,
                 committer: request.committer)
             do {
-                let pushed = try pushLocked(commit: commit, branch: request.branch, expected: branchTip, transport: transport)
+                let pushed: PushResult
+                do {
+                    pushed = try pushLocked(
+                        commit: commit, branch: request.branch, expected: branchTip, transport: transport, connection: connection)
+                } catch where error.code == .network && connection != nil {
+                    // The reused connection may have gone stale while the tree was built.
+                    logger.info("push over the reused connection failed; retrying on a new one", metadata: ["error": "\(error)"])
+                    connection = nil
+                    pushed = try pushLocked(commit: commit, branch: request.branch, expected: branchTip, transport: transport)
+                }
                 return PublishResult(
                     commit: commit, changed: true, parent: parent, createdBranch: branchTip == nil, attempts: attempt,
                     fetch: fetched, tree: tree, push: pushed)
@@ -625,4 +677,22 @@ final class GitSignature {
     }
 
     deinit { git_signature_free(pointer) }
+}
+
+/// A connection opened for pushing, with the references the remote advertised on it.
+final class PushConnection {
+    let session: TransportSession
+    let remote: Remote
+    let advertisement: Remote.Advertisement
+
+    init(session: TransportSession, remote: Remote, advertisement: Remote.Advertisement) {
+        self.session = session
+        self.remote = remote
+        self.advertisement = advertisement
+    }
+
+    deinit {
+        // Close the transport while the session (the callbacks' payload) is certainly alive.
+        git_remote_disconnect(remote.pointer)
+    }
 }

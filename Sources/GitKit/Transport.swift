@@ -75,6 +75,9 @@ public enum ProxySetting: Sendable, Hashable {
     case automatic
     /// This proxy (`http://host:port`); credentials for the proxy may be given as URL userinfo
     /// and are redacted from errors.
+    ///
+    /// - Note: libgit2 1.5.1 tunnels only `https` remotes through the proxy (`CONNECT`); for
+    ///   plain `http` remotes it formats proxy requests but connects to the origin directly.
     case url(String)
 }
 
@@ -368,6 +371,11 @@ final class Remote {
     struct Advertisement {
         var references: [String: ObjectID] = [:]
         var headTarget: String?
+
+        /// The branch `HEAD` points to (upload-pack advertises it; receive-pack does not).
+        var defaultBranch: String? {
+            headTarget.flatMap { $0.hasPrefix("refs/heads/") ? String($0.dropFirst("refs/heads/".count)) : nil }
+        }
     }
 
     func advertisement(session: TransportSession) throws(GitError) -> Advertisement {
@@ -382,7 +390,10 @@ final class Remote {
             if name == "HEAD", let target = head.pointee.symref_target {
                 result.headTarget = String(cString: target)
             }
-            result.references[name] = ObjectID(head.pointee.oid)
+            var oid = head.pointee.oid
+            // An empty repository advertises its capabilities on a zero-id pseudo reference.
+            if git_oid_is_zero(&oid) != 0 || name == "capabilities^{}" { continue }
+            result.references[name] = ObjectID(oid)
         }
         return result
     }

@@ -53,6 +53,11 @@ extension GitKitTests {
                 let parents = try await serverGit(directory, ["rev-parse", "refs/heads/main^"])
                 #expect(parents.trimmingCharacters(in: .whitespacesAndNewlines) == first.commit?.hex)
 
+                // Pushing what the remote already has (an answer lost on the way) is harmless.
+                let repeated = try await cache.push(commit: try #require(second.commit), to: "main", expecting: first.commit)
+                #expect(repeated.upToDate)
+                #expect(repeated.objectsSent == 0)
+
                 // Same files again: nothing to do, no push.
                 let receivePacksBefore = harness.statistics.requestCount(.receivePack)
                 let third = try await cache.publish(

@@ -154,6 +154,25 @@ extension GitKitTests {
             }
         }
 
+        @Test("trust anchors: a bad bundle is a certificate error; a PEM bundle loads")
+        func trustAnchors() throws {
+            let scratch = try TemporaryDirectory()
+            let garbage = scratch.appending("garbage.pem")
+            try Data("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".utf8).write(to: garbage)
+            let bad = #expect(throws: GitError.self) { try LibGit2.setTrustedCertificates(file: garbage.path, directory: nil) }
+            #expect(bad?.code == .certificate)
+            let missing = #expect(throws: GitError.self) {
+                try LibGit2.setTrustedCertificates(file: scratch.appending("absent.pem").path, directory: nil)
+            }
+            #expect(missing?.code == .certificate)
+            let neither = #expect(throws: GitError.self) { try LibGit2.setTrustedCertificates(file: nil, directory: nil) }
+            #expect(neither?.code == .invalidArgument)
+            let system = "/etc/ssl/certs/ca-certificates.crt"
+            if FileManager.default.fileExists(atPath: system) {
+                try LibGit2.setTrustedCertificates(file: system, directory: nil)
+            }
+        }
+
         @Test("secrets are redacted from errors, URL passwords refused")
         func redaction() throws {
             let data = try TemporaryDirectory()
