@@ -149,17 +149,12 @@ struct ArchiveCollectorService: Service {
     let logger: Logger
 
     func run() async throws {
-        let interval = min(ttl / 4, .seconds(3600))
-        while !Task.isShuttingDownGracefully {
+        let interval = max(min(ttl / 4, .seconds(3600)), .seconds(1))
+        await runPeriodically(every: interval) {
             do {
                 try await collect()
             } catch {
                 logger.warning("archive garbage collection failed", metadata: ["error": "\(error)"])
-            }
-            do {
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: max(interval, .seconds(1))) }
-            } catch {
-                return
             }
         }
     }
