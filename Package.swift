@@ -76,6 +76,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
 
@@ -97,9 +98,12 @@ let package = Package(
             name: "pushbridge",
             dependencies: [
                 "PushBridgeServer",
-                "BitbucketEmulator",
+                "PushBridge",
+                "GitKit",
                 "BitbucketKit",
+                "BitbucketEmulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
@@ -130,7 +134,12 @@ let package = Package(
         ),
         .executableTarget(
             name: "pushbridge-bench",
-            dependencies: ["GitKit", "GitHTTPServer"],
+            dependencies: [
+                "GitKit",
+                "GitHTTPServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Benchmarks/Sources/pushbridge-bench"
         ),
 
@@ -166,7 +175,11 @@ let package = Package(
         ),
         .testTarget(
             name: "PushBridgeTests",
-            dependencies: ["PushBridge", "BitbucketEmulator", "TestSupport"]
+            dependencies: [
+                "PushBridge", "BitbucketEmulator", "TestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
         ),
         .testTarget(
             name: "PushBridgeServerTests",

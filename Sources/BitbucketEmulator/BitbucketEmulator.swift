@@ -111,6 +111,11 @@ public final class BitbucketEmulator: Sendable {
             runner: runner, ownsDirectory: ownsDirectory)
     }
 
+    /// The route table an emulator with the given Cloud API prefix serves (no server needed).
+    public static func routeTable(cloudAPIPrefix: String = "/2.0") -> [EmulatorRoute] {
+        RouteTable.build(cloudPrefix: cloudAPIPrefix)
+    }
+
     /// Stops the server (in-flight requests finish) and removes the repositories directory if the emulator
     /// created it. Safe to call more than once.
     public func stop() async throws {

@@ -110,7 +110,6 @@ extension EmulatorService {
                 "message": .string(commit.message),
                 "author": ["type": "author", "raw": .string(commit.author)],
                 "parents": .array(commit.parents.map { ["type": "commit", "hash": .string($0)] }),
-                "links": ["self": link("\(base)/commit/\(commit.hash)")],
             ],
             "links": [
                 "self": link("\(base)/refs/branches/\(name)"), "commits": link("\(base)/commits/\(name)"),

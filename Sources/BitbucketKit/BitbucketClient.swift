@@ -44,8 +44,9 @@ public protocol BitbucketClient: Sendable {
     func openPullRequest(from source: String, to destination: String, in ref: RepositoryRef) async throws
         -> PullRequest?
 
-    /// Opens a pull request. Data Center's `DuplicatePullRequestException` yields the existing
-    /// pull request with `created == false`.
+    /// Opens a pull request. When one is already open for the same branches (Data Center's
+    /// `DuplicatePullRequestException`, Cloud's `200` instead of `201`) the existing pull request is
+    /// returned with `created == false`.
     func createPullRequest(_ request: NewPullRequest, in ref: RepositoryRef) async throws -> PullRequestCreation
 
     /// Changes title and/or description. Data Center sends the current `version`; on a stale

@@ -111,8 +111,12 @@ extension BitbucketError {
 enum Redaction {
     static func scrub(_ text: String, secrets: [Secret]) -> String {
         var result = text
+        // Servers may echo a value as sent (form/percent-encoded) or JSON-escaped; scrub those forms too.
+        let forms = secrets.map { $0.reveal() }.filter { $0.count >= 4 }.flatMap { value in
+            [value, OAuth1.percentEncode(value), value.replacingOccurrences(of: "/", with: "\\/")]
+        }
         // Longest first so a secret that contains a shorter one is removed whole.
-        for secret in secrets.map({ $0.reveal() }).filter({ $0.count >= 4 }).sorted(by: { $0.count > $1.count }) {
+        for secret in Set(forms).sorted(by: { $0.count > $1.count }) {
             result = result.replacingOccurrences(of: secret, with: "<redacted>")
         }
         return result

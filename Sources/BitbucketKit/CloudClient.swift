@@ -109,7 +109,7 @@ public struct CloudClient: BitbucketClient {
                     if let existing = try await repository(target) {
                         return RepositoryOutcome(repository: existing, created: false)
                     }
-                    throw BitbucketErrorParser.error(status: 400, body: response.body)
+                    throw response.error()
                 }
                 guard
                     let repository = try RequestExecutor.decode(CloudRepositoryDTO.self, from: response.body)
@@ -128,7 +128,8 @@ public struct CloudClient: BitbucketClient {
     public func branch(_ name: String, in ref: RepositoryRef) async throws -> Branch? {
         let request = APIRequest(
             method: .GET,
-            url: try url(["repositories", ref.namespace, ref.slug, "refs", "branches", name])
+            // Slashes in branch names stay path separators: Cloud matches the rest of the path as the name.
+            url: try url(["repositories", ref.namespace, ref.slug, "refs", "branches"] + name.split(separator: "/", omittingEmptySubsequences: false).map(String.init))
         )
         let response = try await executor.send(request, accept: [200, 404])
         guard response.status == 200 else { return nil }
@@ -185,12 +186,14 @@ public struct CloudClient: BitbucketClient {
                 let response = try await executor.send(post, accept: [200, 201, 400, 409])
                 if response.status == 400 || response.status == 409 {
                     if let existing = try await lookup() { return existing }
-                    throw BitbucketErrorParser.error(status: response.status, body: response.body)
+                    throw response.error()
                 }
                 guard let pr = try RequestExecutor.decode(CloudPullRequestDTO.self, from: response.body).model() else {
                     throw BitbucketError(code: .decoding, message: "pull request response lacks branches")
                 }
-                return PullRequestCreation(pullRequest: pr, created: true)
+                // Cloud answers a create for a source/destination that already has an open pull request
+                // with that pull request and 200 instead of 201.
+                return PullRequestCreation(pullRequest: pr, created: response.status == 201)
             },
             lookup: lookup
         )

@@ -1,3 +1,5 @@
+import Foundation
+
 /// How one request is authenticated.
 public enum Authorization: Sendable {
     /// `Authorization: Bearer <token>`: OAuth 2.0 access tokens (Cloud, Data Center), Cloud
@@ -14,7 +16,9 @@ public enum Authorization: Sendable {
     var secrets: [Secret] {
         switch self {
         case .bearer(let token): return [token]
-        case .basic(_, let password): return [password]
+        case .basic(let username, let password):
+            // The encoded header value is as sensitive as the password itself.
+            return [password, Secret(Data("\(username):\(password.reveal())".utf8).base64EncodedString())]
         case .oauth1(let signer): return signer.token.map { [$0] } ?? []
         case .none: return []
         }

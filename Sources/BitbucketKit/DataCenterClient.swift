@@ -158,7 +158,7 @@ public struct DataCenterClient: BitbucketClient {
                 let response = try await executor.send(request, accept: [200, 201, 409])
                 if response.status == 409 {
                     if let found = try await existing() { return found }
-                    throw BitbucketErrorParser.error(status: 409, body: response.body)
+                    throw response.error()
                 }
                 let dto = try RequestExecutor.decode(DCRepositoryDTO.self, from: response.body)
                 guard let created = dto.model(defaultBranch: dto.defaultBranch.map(Self.shortBranchName) ?? options.defaultBranch)
@@ -239,7 +239,7 @@ public struct DataCenterClient: BitbucketClient {
                     {
                         return PullRequestCreation(pullRequest: existing, created: false)
                     }
-                    throw BitbucketErrorParser.error(status: 409, body: response.body)
+                    throw response.error()
                 }
                 guard let created = try RequestExecutor.decode(DCPullRequestDTO.self, from: response.body).model() else {
                     throw BitbucketError(code: .decoding, message: "pull request response lacks refs")
@@ -273,7 +273,7 @@ public struct DataCenterClient: BitbucketClient {
             )
             let response = try await executor.send(try mutating(.PUT, prURL, body: body), accept: [200, 409])
             if response.status == 409 {
-                let error = BitbucketErrorParser.error(status: 409, body: response.body)
+                let error = response.error()
                 // Stale version: someone else changed the PR between our read and write. Re-read once.
                 if attempt < 2 { continue }
                 throw error

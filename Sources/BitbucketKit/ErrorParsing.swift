@@ -15,7 +15,19 @@ public enum BitbucketErrorParser {
     ///   - body: raw response body.
     ///   - retryAfter: the `Retry-After` header value, if any (seconds or an HTTP date).
     ///   - now: the reference time for HTTP-date `Retry-After` values.
-    public static func error(status: Int, body: [UInt8], retryAfter: String? = nil, now: Date = Date()) -> BitbucketError {
+    ///   - secrets: values to replace by `<redacted>` wherever the body quotes them (done before
+    ///     truncation, so no partial secret survives).
+    public static func error(
+        status: Int,
+        body: [UInt8],
+        retryAfter: String? = nil,
+        now: Date = Date(),
+        secrets: [Secret] = []
+    ) -> BitbucketError {
+        var body = body
+        if !secrets.isEmpty {
+            body = Array(Redaction.scrub(String(decoding: body, as: UTF8.self), secrets: secrets).utf8)
+        }
         let parsed = parseBody(body)
         let retryAfterDuration = retryAfter.flatMap { RetryAfter.parse($0, now: now) }
         var code: BitbucketError.Code

@@ -79,7 +79,8 @@ struct RequestExecutor: Sendable {
             let error: BitbucketError
             do {
                 let prepared = try prepare(request, authorization: authorization)
-                let response = try await transport.execute(prepared, timeout: requestTimeout, logger: logger)
+                var response = try await transport.execute(prepared, timeout: requestTimeout, logger: logger)
+                response.secrets = secrets
                 logger.debug(
                     "bitbucket response",
                     metadata: [
@@ -101,11 +102,7 @@ struct RequestExecutor: Sendable {
                     authorization = try await credentials.authorization(forceRefresh: true)
                     continue
                 }
-                error = BitbucketErrorParser.error(
-                    status: response.status,
-                    body: response.body,
-                    retryAfter: response.headers.first(name: "Retry-After")
-                ).scrubbed(secrets)
+                error = response.error()
             } catch let failure as BitbucketError {
                 error = failure.scrubbed(secrets)
             }

@@ -199,4 +199,16 @@ struct RawResponse: Sendable {
     var status: Int
     var headers: HTTPHeaders
     var body: [UInt8]
+    /// The credentials the request carried, so errors built from this response can be scrubbed.
+    var secrets: [Secret] = []
+
+    /// The ``BitbucketError`` for this response, scrubbed of the request's secrets.
+    func error() -> BitbucketError {
+        BitbucketErrorParser.error(
+            status: status,
+            body: body,
+            retryAfter: headers.first(name: "Retry-After"),
+            secrets: secrets
+        ).scrubbed(secrets)
+    }
 }

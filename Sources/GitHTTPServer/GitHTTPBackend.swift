@@ -382,7 +382,7 @@ public struct GitHTTPBackend: Sendable {
                 headers: fields,
                 body: ResponseBody(byteBuffer: cgi.body)
             )
-        } catch let error as GitHTTPServerError where error.code == "invalid-repository-path" {
+        } catch GitHTTPServerError.invalidRepositoryPath {
             response = Self.plainText(.badRequest, "invalid repository path\n")
         } catch {
             context.logger.warning(

@@ -35,6 +35,9 @@ public actor GitSmartHTTPServer {
         /// `root/PROJ/repo.git` at `/scm/PROJ/repo.git` like Bitbucket Data Center.
         /// Empty (the default) serves it at `/PROJ/repo.git`.
         public var pathPrefix: String
+        /// How long ``GitSmartHTTPServer/stop()`` lets in-flight requests finish before
+        /// cancelling them (which also kills their `git http-backend`). `nil` waits forever.
+        public var shutdownGracePeriod: Duration?
 
         /// Creates a configuration.
         public init(
@@ -42,13 +45,15 @@ public actor GitSmartHTTPServer {
             port: Int = 0,
             realm: String = "pushbridge-git",
             backend: GitHTTPBackend.Configuration = .init(),
-            pathPrefix: String = ""
+            pathPrefix: String = "",
+            shutdownGracePeriod: Duration? = .seconds(10)
         ) {
             self.host = host
             self.port = port
             self.realm = realm
             self.backend = backend
             self.pathPrefix = pathPrefix.split(separator: "/").joined(separator: "/")
+            self.shutdownGracePeriod = shutdownGracePeriod
         }
     }
 
@@ -143,7 +148,9 @@ public actor GitSmartHTTPServer {
             },
             logger: logger
         )
-        let group = ServiceGroup(services: [app], logger: logger)
+        var groupConfiguration = ServiceGroupConfiguration(services: [app], logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownGracePeriod
+        let group = ServiceGroup(configuration: groupConfiguration)
         let task = Task.detached {
             do {
                 try await group.run()

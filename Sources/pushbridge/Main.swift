@@ -8,7 +8,7 @@ struct PushBridgeCommand: AsyncParsableCommand {
         abstract: "Push generated code to Bitbucket as pull requests.",
         subcommands: [
             Serve.self, Migrate.self, RotateKey.self, Doctor.self, OAuth1Keygen.self, Connections.self, Jobs.self,
-            Enqueue.self, PrintOpenAPI.self,
+            Enqueue.self, PrintOpenAPI.self, Demo.self,
         ])
 }
 

@@ -222,18 +222,28 @@ struct GitHTTPServerTests {
         #expect(recorded.contains { $0.environment["GIT_PROTOCOL"] == "version=2" })
     }
 
-    @Test("request bodies over the configured cap get 413 and nothing lands")
-    func bodyCap() async throws {
+    @Test(
+        "request bodies over the configured cap get 413 and nothing lands",
+        arguments: [false, true]  // body with Content-Length, or chunked (small http.postBuffer)
+    )
+    func bodyCap(chunked: Bool) async throws {
+        let cap = 64 * 1024
         var configuration = GitSmartHTTPServer.Configuration()
-        configuration.backend.maxRequestBodySize = 64 * 1024
+        configuration.backend.maxRequestBodySize = cap
         try await withGitServer(configuration: configuration) { fixture in
             let url = try await fixture.makeRepository("ws/capped.git")
             let work = try TemporaryDirectory()
             let blob = Data((0..<(256 * 1024)).map { _ in UInt8.random(in: 0...255) })
-            await #expect(throws: GitCommandError.self) {
-                try await pushCommit(to: url, files: ["big.bin": blob], in: work.url, env: GitClientEnvironment())
+            let client = chunked ? GitClientEnvironment(config: [("http.postBuffer", "70000")]) : GitClientEnvironment()
+            let error = await #expect(throws: GitCommandError.self) {
+                try await pushCommit(to: url, files: ["big.bin": blob], in: work.url, env: client)
             }
-            #expect(fixture.server.statistics.requestCount(.receivePack, status: 413) == 1)
+            #expect(error?.arguments.first == "push")
+            #expect(error?.standardError.contains("413") == true)
+            let stats = fixture.server.statistics
+            #expect(stats.requestCount(.receivePack, status: 413) == 1)
+            // Reading stopped at the cap (a chunked push is preceded by git's 4-byte probe request).
+            #expect(stats.requestBodyBytes(.receivePack) <= cap + 4)
             #expect(try await remoteHead(fixture.repositoryDirectory("ws/capped.git")) == nil)
         }
     }
@@ -336,7 +346,64 @@ struct GitHTTPServerTests {
         #expect(after.standardErrorString.contains("Failed to connect") || after.standardErrorString.contains("Connection refused"))
     }
 
+    @Test("401 carries a Basic challenge; an authorized advertisement has git's content type")
+    func challengeAndContentType() async throws {
+        try await withGitServer(auth: .bearer(token: Self.token)) { fixture in
+            let url = try await fixture.makeRepository("ws/plain.git")
+            _ = try await seedCommit(in: fixture.repositoryDirectory("ws/plain.git"), files: ["a": Data("a".utf8)])
+            let work = try TemporaryDirectory()
+            // GIT_TRACE_CURL prints the response headers git received (and redacts credentials).
+            let trace = ["GIT_TRACE_CURL": "1", "GIT_TRACE_CURL_NO_DATA": "1"]
+
+            let denied = try await gitResult(["ls-remote", url.absoluteString], in: work.url, env: trace)
+            #expect(!denied.succeeded)
+            #expect(denied.standardErrorString.contains("<= Recv header: HTTP/1.1 401"))
+            #expect(denied.standardErrorString.contains(#"<= Recv header: WWW-Authenticate: Basic realm="pushbridge-git""#))
+
+            let bearer = GitClientEnvironment.bearerAuth(token: Self.token).environment.merging(trace) { $1 }
+            let allowed = try await gitResult(["-c", "protocol.version=0", "ls-remote", url.absoluteString], in: work.url, env: bearer)
+            #expect(allowed.succeeded)
+            #expect(allowed.standardOutputString.contains("refs/heads/main"))
+            #expect(allowed.standardErrorString.contains("<= Recv header: Content-Type: application/x-git-upload-pack-advertisement"))
+            #expect(!allowed.standardErrorString.contains(Self.token))
+        }
+    }
+
     // MARK: units
+
+    @Test("ChildProcess: 2 MB (32 pipe buffers) through cat both ways at once, exact environment, exit codes, stderr")
+    func childProcess() async throws {
+        let bytes = (0..<(2 * 1024 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) }
+        let echoed = try await ChildProcess.run(
+            executable: URL(fileURLWithPath: "/bin/cat"), arguments: [], environment: [:],
+            standardInput: ByteBuffer(bytes: bytes)
+        )
+        #expect(echoed.succeeded)
+        #expect(Array(echoed.standardOutput.readableBytesView) == bytes)
+
+        let env = try await ChildProcess.run(
+            executable: URL(fileURLWithPath: "/usr/bin/env"), arguments: [], environment: ["ONLY": "this"]
+        )
+        #expect(env.standardOutputString == "ONLY=this\n")
+
+        let failing = try await ChildProcess.run(
+            executable: URL(fileURLWithPath: "/bin/sh"), arguments: ["-c", "echo oops >&2; exit 3"], environment: [:]
+        )
+        #expect(!failing.succeeded)
+        #expect(failing.exitCode == 3)
+        #expect(failing.standardErrorString == "oops\n")
+
+        // The child ignores its input and exits: the unread rest is dropped, no error.
+        let ignoring = try await ChildProcess.run(
+            executable: URL(fileURLWithPath: "/bin/true"), arguments: [], environment: [:],
+            standardInput: ByteBuffer(bytes: bytes)
+        )
+        #expect(ignoring.succeeded)
+
+        await #expect(throws: GitHTTPServerError.self) {
+            try await ChildProcess.run(executable: URL(fileURLWithPath: "/nonexistent/program"), arguments: [], environment: [:])
+        }
+    }
 
     @Test("CGI responses: Status header, default 200, LF-only headers, malformed output")
     func parseCGI() throws {

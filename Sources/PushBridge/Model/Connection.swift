@@ -38,7 +38,8 @@ public struct Connection: Codable, Sendable, Hashable, Identifiable {
     public var provider: Provider
     /// Cloud workspace slug, or Data Center / Server project key.
     public var workspace: String
-    /// REST API base (e.g. `https://api.bitbucket.org/2.0`, `https://bb.example.com/rest/api/latest`'s host root).
+    /// REST API base: `https://api.bitbucket.org/2.0` for Cloud, the instance root
+    /// (e.g. `https://bitbucket.example.com`) for Data Center / Server.
     /// `nil` means "the configured default for this provider".
     public var apiURL: URL?
     /// Site / OAuth base (authorize and token endpoints hang off it). `nil` = configured default.
