@@ -41,13 +41,6 @@ struct Serve: AsyncParsableCommand {
     }
 }
 
-/// Where the push pipeline's worker plugs in. The worker (token manager + GitKit pipeline) is built
-/// in the domain module by another part of the project; until it is merged the daemon runs the
-/// API alone and jobs wait in the queue.
-enum WorkerSlot {
-    static let factory: PushBridgeDaemon.WorkerFactory? = nil
-}
-
 struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Apply pending database migrations and exit.")
     @OptionGroup var options: EnvFileOption

@@ -21,8 +21,9 @@ public struct WorkerContext: Sendable {
 /// gets up to `PUSHBRIDGE_SHUTDOWN_GRACE` to finish running jobs and release leases; systemd
 /// hears `STOPPING=1` at once and keeps receiving `WATCHDOG=1` until the very end.
 public struct PushBridgeDaemon: Sendable {
-    /// Builds the job worker service (the push pipeline lives in the domain module).
-    public typealias WorkerFactory = @Sendable (WorkerContext) async throws -> any Service
+    /// Builds the job worker services (the push pipeline lives in the domain module; the webhook
+    /// sender rides along). They shut down after the API, so running jobs can finish.
+    public typealias WorkerFactory = @Sendable (WorkerContext) async throws -> [any Service]
 
     public let configuration: PushBridgeConfiguration
     public let registry: PrometheusCollectorRegistry
@@ -110,7 +111,7 @@ public struct PushBridgeDaemon: Sendable {
         var services: [any Service] = [SystemdWatchdogService(notifier: notifier, logger: logger)]
         if let workerFactory {
             services.append(
-                try await workerFactory(
+                contentsOf: try await workerFactory(
                     WorkerContext(configuration: configuration, store: store, archives: archives, logger: logger)))
         } else {
             logger.warning("no worker configured: jobs are accepted but stay queued")
@@ -149,17 +150,12 @@ struct ArchiveCollectorService: Service {
     let logger: Logger
 
     func run() async throws {
-        let interval = min(ttl / 4, .seconds(3600))
-        while !Task.isShuttingDownGracefully {
+        let interval = max(min(ttl / 4, .seconds(3600)), .seconds(1))
+        await runPeriodically(every: interval) {
             do {
                 try await collect()
             } catch {
                 logger.warning("archive garbage collection failed", metadata: ["error": "\(error)"])
-            }
-            do {
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: max(interval, .seconds(1))) }
-            } catch {
-                return
             }
         }
     }

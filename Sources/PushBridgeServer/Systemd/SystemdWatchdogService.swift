@@ -22,17 +22,12 @@ public struct SystemdWatchdogService: Service {
             try? await gracefulShutdown()
             return
         }
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+        let logger = self.logger
+        await runPeriodically(every: interval) {
             do {
                 try notifier.notify(.watchdog)
             } catch {
                 logger.warning("watchdog ping failed", metadata: ["error": "\(error)"])
-            }
-            do {
-                // The sleep is cancelled by graceful shutdown, which ends the loop promptly.
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
-            } catch {
-                return
             }
         }
     }
