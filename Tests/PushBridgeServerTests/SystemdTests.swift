@@ -35,7 +35,12 @@ final class NotifySocketListener {
     /// The next datagram's text, or `nil` on timeout.
     func receive() -> String? {
         var buffer = [UInt8](repeating: 0, count: 4096)
-        let count = recv(fd, &buffer, buffer.count, 0)
+        // With SO_RCVTIMEO set, recv returns EINTR on any signal even under SA_RESTART (signal(7)),
+        // and the full suite's child processes deliver SIGCHLD all the time: retry on EINTR.
+        var count: Int
+        repeat {
+            count = recv(fd, &buffer, buffer.count, 0)
+        } while count < 0 && errno == EINTR
         return count < 0 ? nil : String(decoding: buffer[..<count], as: UTF8.self)
     }
 
