@@ -108,7 +108,6 @@ public enum ChildProcess {
         descriptors.close(stderrPipe.write)
 
         let io: NIOAsyncChannel<ByteBuffer, ByteBuffer>
-        let errors: NIOAsyncChannel<ByteBuffer, Never>
         do {
             io = try await NIOPipeBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .channelOption(.allowRemoteHalfClosure, value: true)
@@ -120,21 +119,29 @@ public enum ChildProcess {
                         )
                     }
                 }
-            descriptors.forget(stdoutPipe.read)
-            descriptors.forget(stdinPipe.write)
+        } catch {
+            descriptors.closeAll()
+            await exit.killAndWait(pid)
+            throw error
+        }
+        descriptors.forget(stdoutPipe.read)
+        descriptors.forget(stdinPipe.write)
+
+        let errors: NIOAsyncChannel<ByteBuffer, Never>
+        do {
             errors = try await NIOPipeBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .takingOwnershipOfDescriptor(input: stderrPipe.read) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try NIOAsyncChannel<ByteBuffer, Never>(wrappingChannelSynchronously: channel)
                     }
                 }
-            descriptors.forget(stderrPipe.read)
         } catch {
             descriptors.closeAll()
-            exit.kill(pid)
-            _ = await exit.wait()
+            try? await io.channel.close()
+            await exit.killAndWait(pid)
             throw error
         }
+        descriptors.forget(stderrPipe.read)
 
         return try await withTaskCancellationHandler {
             async let standardError = collect(errors, limit: standardErrorLimit)
@@ -224,6 +231,12 @@ final class ExitWaiter: Sendable {
             }
             if let finished { continuation.resume(returning: finished) }
         }
+    }
+
+    /// Kills the process and waits until it has been reaped.
+    func killAndWait(_ pid: pid_t) async {
+        kill(pid)
+        _ = await wait()
     }
 
     /// Sends `SIGKILL` unless the process was already reaped; checking under the

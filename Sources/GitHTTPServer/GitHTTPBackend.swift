@@ -104,11 +104,18 @@ public struct GitConfigEntry: Sendable, Equatable {
 /// environment is built from scratch, so no header, token or secret from our
 /// process environment is passed on.
 ///
-/// Mount it in any Hummingbird router:
+/// Mount it in any Hummingbird router, with the embedding application's own
+/// URL layout and auth rules (here Data Center's `/scm/{project}/{repo}.git/...`):
 /// ```swift
-/// router.on("/scm/:project/:repo/**", method: .get) { request, context in
-///     guard let user = try authenticate(request) else { return GitHTTPBackend.unauthorized(realm: "Bitbucket") }
-///     return await backend.respond(to: request, pathInfo: "/\(project)/\(repo)/\(rest)", remoteUser: user, context: context)
+/// let git = GitHTTPBackend(projectRoot: repositoriesDirectory)
+/// for method in [HTTPRequest.Method.get, .post] {
+///     router.on("/scm/**", method: method) { request, context in
+///         guard let user = myAuthenticate(request.headers[.authorization]) else {
+///             return GitHTTPBackend.unauthorized(realm: "Bitbucket")
+///         }
+///         let pathInfo = "/" + context.parameters.getCatchAll().joined(separator: "/")
+///         return await git.respond(to: request, pathInfo: pathInfo, remoteUser: user, context: context)
+///     }
 /// }
 /// ```
 public struct GitHTTPBackend: Sendable {
@@ -359,8 +366,10 @@ public struct GitHTTPBackend: Sendable {
             remoteAddress: remoteAddress
         )
         let response: Response
+        var responseBytes = 0
         do {
             let cgi = try await execute(cgiRequest)
+            responseBytes = cgi.body.readableBytes
             var fields = HTTPFields()
             for header in cgi.headers {
                 guard let name = HeaderField.Name(header.name),
@@ -373,7 +382,7 @@ public struct GitHTTPBackend: Sendable {
                 headers: fields,
                 body: ResponseBody(byteBuffer: cgi.body)
             )
-        } catch let error as GitHTTPServerError where error.code == "invalid-repository-path" {
+        } catch GitHTTPServerError.invalidRepositoryPath {
             response = Self.plainText(.badRequest, "invalid repository path\n")
         } catch {
             context.logger.warning(
@@ -382,12 +391,18 @@ public struct GitHTTPBackend: Sendable {
             )
             response = Self.plainText(.internalServerError, "git http-backend failed\n")
         }
-        statistics?.record(kind, status: response.status.code, requestBodyBytes: body.readableBytes, gzip: gzip)
+        statistics?.record(
+            kind,
+            status: response.status.code,
+            requestBodyBytes: body.readableBytes,
+            responseBodyBytes: responseBytes,
+            gzip: gzip
+        )
         context.logger.debug(
             "git request",
             metadata: [
                 "method": "\(request.method)", "path": "\(pathInfo)", "status": "\(response.status.code)",
-                "requestBytes": "\(body.readableBytes)",
+                "requestBytes": "\(body.readableBytes)", "responseBytes": "\(responseBytes)",
             ]
         )
         return response

@@ -40,6 +40,8 @@ public final class GitHTTPStatistics: Sendable {
         public var requests: [GitRequestKind: [Int: Int]] = [:]
         /// Request-body bytes received per kind (before any gzip inflation).
         public var requestBodyBytes: [GitRequestKind: Int] = [:]
+        /// Response-body bytes sent per kind (e.g. the pack a clone or fetch downloaded).
+        public var responseBodyBytes: [GitRequestKind: Int] = [:]
         /// Requests per kind whose body had `Content-Encoding: gzip`.
         public var gzipRequests: [GitRequestKind: Int] = [:]
 
@@ -64,11 +66,19 @@ public final class GitHTTPStatistics: Sendable {
     ///   - kind: What the request was.
     ///   - status: The HTTP status code sent back.
     ///   - requestBodyBytes: Body bytes read from the client (0 if the body was not read).
+    ///   - responseBodyBytes: Body bytes of the response.
     ///   - gzip: Whether the body carried `Content-Encoding: gzip`.
-    public func record(_ kind: GitRequestKind, status: Int, requestBodyBytes: Int = 0, gzip: Bool = false) {
+    public func record(
+        _ kind: GitRequestKind,
+        status: Int,
+        requestBodyBytes: Int = 0,
+        responseBodyBytes: Int = 0,
+        gzip: Bool = false
+    ) {
         state.withLock { state in
             state.requests[kind, default: [:]][status, default: 0] += 1
             state.requestBodyBytes[kind, default: 0] += requestBodyBytes
+            state.responseBodyBytes[kind, default: 0] += responseBodyBytes
             if gzip { state.gzipRequests[kind, default: 0] += 1 }
         }
     }
@@ -84,6 +94,11 @@ public final class GitHTTPStatistics: Sendable {
     /// Request-body bytes received for `kind`, as sent by the client (compressed if it compressed).
     public func requestBodyBytes(_ kind: GitRequestKind) -> Int {
         state.withLock { $0.requestBodyBytes[kind, default: 0] }
+    }
+
+    /// Response-body bytes sent for `kind` (for `.uploadPack`: the packs clients downloaded).
+    public func responseBodyBytes(_ kind: GitRequestKind) -> Int {
+        state.withLock { $0.responseBodyBytes[kind, default: 0] }
     }
 
     /// Number of `kind` requests whose body was gzip-encoded.

@@ -31,18 +31,29 @@ public actor GitSmartHTTPServer {
         public var realm: String
         /// Settings of the underlying ``GitHTTPBackend``.
         public var backend: GitHTTPBackend.Configuration
+        /// URL path segments in front of the repository path, e.g. `scm` to serve
+        /// `root/PROJ/repo.git` at `/scm/PROJ/repo.git` like Bitbucket Data Center.
+        /// Empty (the default) serves it at `/PROJ/repo.git`.
+        public var pathPrefix: String
+        /// How long ``GitSmartHTTPServer/stop()`` lets in-flight requests finish before
+        /// cancelling them (which also kills their `git http-backend`). `nil` waits forever.
+        public var shutdownGracePeriod: Duration?
 
         /// Creates a configuration.
         public init(
             host: String = "127.0.0.1",
             port: Int = 0,
             realm: String = "pushbridge-git",
-            backend: GitHTTPBackend.Configuration = .init()
+            backend: GitHTTPBackend.Configuration = .init(),
+            pathPrefix: String = "",
+            shutdownGracePeriod: Duration? = .seconds(10)
         ) {
             self.host = host
             self.port = port
             self.realm = realm
             self.backend = backend
+            self.pathPrefix = pathPrefix.split(separator: "/").joined(separator: "/")
+            self.shutdownGracePeriod = shutdownGracePeriod
         }
     }
 
@@ -122,21 +133,24 @@ public actor GitSmartHTTPServer {
 
         let bound = OneShot<Int>()
         let requestedPort = configuration.port
-        let responder = GitServerResponder(
+        let router = Router(context: GitServerRequestContext.self)
+        GitServerResponder(
             backend: backend,
             policy: authPolicy,
             realm: configuration.realm,
             statistics: statistics
-        )
+        ).addRoutes(to: router, prefix: configuration.pathPrefix)
         let app = Application(
-            responder: responder,
+            router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port)),
             onServerRunning: { channel in
                 bound.resolve(.success(channel.localAddress?.port ?? requestedPort))
             },
             logger: logger
         )
-        let group = ServiceGroup(services: [app], logger: logger)
+        var groupConfiguration = ServiceGroupConfiguration(services: [app], logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownGracePeriod
+        let group = ServiceGroup(configuration: groupConfiguration)
         let task = Task.detached {
             do {
                 try await group.run()
@@ -185,13 +199,15 @@ public actor GitSmartHTTPServer {
         return nil
     }
 
-    /// The clone URL of the repository at `relativePath` under ``root``.
+    /// The clone URL of the repository at `relativePath` under ``root`` (includes
+    /// ``Configuration/pathPrefix``).
     ///
     /// - Throws: ``GitHTTPServerError/notRunning``, ``GitHTTPServerError/invalidRepositoryPath(_:)``.
     public func repositoryURL(_ relativePath: String) throws -> URL {
         guard let baseURL else { throw GitHTTPServerError.notRunning }
         try Self.validate(relativePath)
-        return baseURL.appendingPathComponent(relativePath)
+        let prefix = configuration.pathPrefix
+        return baseURL.appendingPathComponent(prefix.isEmpty ? relativePath : "\(prefix)/\(relativePath)")
     }
 
     /// Replaces the accepted credentials; applies to the next request.
@@ -262,16 +278,26 @@ struct GitServerRequestContext: RequestContext, RemoteAddressRequestContext {
 }
 
 /// Authenticates, then hands the whole path to the backend.
-struct GitServerResponder: HTTPResponder {
-    typealias Context = GitServerRequestContext
-
+///
+/// Mounted on a Hummingbird `Router` with a catch-all route, exactly as an
+/// embedding application (the Bitbucket emulator) mounts ``GitHTTPBackend``.
+struct GitServerResponder: Sendable {
     let backend: GitHTTPBackend
     let policy: PolicyBox
     let realm: String
     let statistics: GitHTTPStatistics
 
-    func respond(to request: Request, context: Context) async throws -> Response {
-        let path = request.uri.path
+    func addRoutes(to router: Router<GitServerRequestContext>, prefix: String) {
+        let route = RouterPath(prefix.isEmpty ? "**" : "/\(prefix)/**")
+        for method in [HTTPRequest.Method.get, .head, .post] {
+            router.on(route, method: method) { request, context in
+                await respond(to: request, context: context)
+            }
+        }
+    }
+
+    func respond(to request: Request, context: GitServerRequestContext) async -> Response {
+        let path = "/" + context.parameters.getCatchAll().joined(separator: "/")
         let pathInfo = path.removingPercentEncoding ?? path
         switch policy.get().authorize(request.headers[.authorization]) {
         case .denied:

@@ -218,20 +218,32 @@ struct GitHTTPServerTests {
         #expect(recorded.contains { $0.environment["REMOTE_USER"] == Self.user })
         #expect(recorded.contains { $0.environment["REMOTE_USER"] == nil && $0.environment["PATH_INFO"] == "/ws/secret.git/git-upload-pack" })
         #expect(recorded.allSatisfy { $0.environment["GIT_HTTP_EXPORT_ALL"] == "1" && $0.executable.lastPathComponent == "git-http-backend" })
+        // The Git-Protocol header reaches http-backend (git 2.39 speaks protocol v2 for fetches).
+        #expect(recorded.contains { $0.environment["GIT_PROTOCOL"] == "version=2" })
     }
 
-    @Test("request bodies over the configured cap get 413 and nothing lands")
-    func bodyCap() async throws {
+    @Test(
+        "request bodies over the configured cap get 413 and nothing lands",
+        arguments: [false, true]  // body with Content-Length, or chunked (small http.postBuffer)
+    )
+    func bodyCap(chunked: Bool) async throws {
+        let cap = 64 * 1024
         var configuration = GitSmartHTTPServer.Configuration()
-        configuration.backend.maxRequestBodySize = 64 * 1024
+        configuration.backend.maxRequestBodySize = cap
         try await withGitServer(configuration: configuration) { fixture in
             let url = try await fixture.makeRepository("ws/capped.git")
             let work = try TemporaryDirectory()
             let blob = Data((0..<(256 * 1024)).map { _ in UInt8.random(in: 0...255) })
-            await #expect(throws: GitCommandError.self) {
-                try await pushCommit(to: url, files: ["big.bin": blob], in: work.url, env: GitClientEnvironment())
+            let client = chunked ? GitClientEnvironment(config: [("http.postBuffer", "70000")]) : GitClientEnvironment()
+            let error = await #expect(throws: GitCommandError.self) {
+                try await pushCommit(to: url, files: ["big.bin": blob], in: work.url, env: client)
             }
-            #expect(fixture.server.statistics.requestCount(.receivePack, status: 413) == 1)
+            #expect(error?.arguments.first == "push")
+            #expect(error?.standardError.contains("413") == true)
+            let stats = fixture.server.statistics
+            #expect(stats.requestCount(.receivePack, status: 413) == 1)
+            // Reading stopped at the cap (a chunked push is preceded by git's 4-byte probe request).
+            #expect(stats.requestBodyBytes(.receivePack) <= cap + 4)
             #expect(try await remoteHead(fixture.repositoryDirectory("ws/capped.git")) == nil)
         }
     }
@@ -259,6 +271,64 @@ struct GitHTTPServerTests {
         }
     }
 
+    @Test("a path prefix serves root/PROJ/repo.git at /scm/PROJ/repo.git; seeded history is cloned")
+    func pathPrefix() async throws {
+        let configuration = GitSmartHTTPServer.Configuration(pathPrefix: "/scm/")
+        try await withGitServer(configuration: configuration) { fixture in
+            let url = try await fixture.makeRepository("PROJ/repo.git")
+            #expect(url.path == "/scm/PROJ/repo.git")
+            let directory = fixture.repositoryDirectory("PROJ/repo.git")
+            let first = try await seedCommit(in: directory, files: ["a.txt": Data("a\n".utf8)])
+            let second = try await seedCommit(in: directory, files: ["dir/b.txt": Data("b\n".utf8)], message: "two")
+            let feature = try await seedCommit(in: directory, files: ["c.txt": Data("c\n".utf8)], branch: "feature")
+            #expect(Set([first, second, feature]).count == 3)
+            #expect(fixture.server.statistics.requestCount() == 0)
+
+            let work = try TemporaryDirectory()
+            let clone = work.appending("clone")
+            try await runGit(["clone", "--quiet", url.absoluteString, clone.path], in: work.url)
+            #expect(try await runGit(["rev-parse", "HEAD~1"], in: clone) == first + "\n")
+            #expect(try String(contentsOf: clone.appendingPathComponent("a.txt"), encoding: .utf8) == "a\n")
+            #expect(try String(contentsOf: clone.appendingPathComponent("dir/b.txt"), encoding: .utf8) == "b\n")
+            // `feature` is an orphan branch holding only its own file.
+            let featureFiles = try await runGit(["ls-tree", "-r", "--name-only", "origin/feature"], in: clone)
+            #expect(featureFiles == "c.txt\n")
+            #expect(fixture.server.statistics.responseBodyBytes(.uploadPack) > 0)
+
+            let unprefixed = try await gitResult(["ls-remote", fixture.baseURL.appendingPathComponent("PROJ/repo.git").absoluteString], in: work.url)
+            #expect(!unprefixed.succeeded)
+        }
+    }
+
+    @Test("eight concurrent clones all succeed")
+    func concurrentClones() async throws {
+        try await withGitServer(auth: .basic(username: Self.user, password: Self.password)) { fixture in
+            let url = try await fixture.makeRepository("ws/busy.git")
+            let head = try await seedCommit(
+                in: fixture.repositoryDirectory("ws/busy.git"),
+                files: Dictionary(uniqueKeysWithValues: (0..<50).map { ("f\($0).txt", Data(repeating: UInt8($0), count: 10_000)) })
+            )
+            let work = try TemporaryDirectory()
+            let auth = GitClientEnvironment.basicAuth(username: Self.user, password: Self.password).environment
+            let heads = try await withThrowingTaskGroup(of: String.self) { group in
+                for index in 0..<8 {
+                    group.addTask {
+                        let clone = work.appending("clone-\(index)")
+                        try await runGit(["clone", "--quiet", url.absoluteString, clone.path], in: work.url, env: auth)
+                        return try await runGit(["rev-parse", "HEAD"], in: clone).trimmingCharacters(in: .whitespacesAndNewlines)
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(heads == Array(repeating: head, count: 8))
+            // Protocol v2 makes two upload-pack POSTs per clone (ls-refs, fetch); none may fail.
+            let stats = fixture.server.statistics
+            #expect(stats.requestCount(.uploadPack, status: 200) >= 8)
+            #expect(stats.requestCount(.uploadPack, status: 200) == stats.requestCount(.uploadPack))
+            #expect(stats.requestCount(.infoRefs, status: 401) >= 8)
+        }
+    }
+
     @Test("stop() closes the listener; the server can be stopped twice")
     func stopClosesListener() async throws {
         let root = try TemporaryDirectory()
@@ -276,7 +346,64 @@ struct GitHTTPServerTests {
         #expect(after.standardErrorString.contains("Failed to connect") || after.standardErrorString.contains("Connection refused"))
     }
 
+    @Test("401 carries a Basic challenge; an authorized advertisement has git's content type")
+    func challengeAndContentType() async throws {
+        try await withGitServer(auth: .bearer(token: Self.token)) { fixture in
+            let url = try await fixture.makeRepository("ws/plain.git")
+            _ = try await seedCommit(in: fixture.repositoryDirectory("ws/plain.git"), files: ["a": Data("a".utf8)])
+            let work = try TemporaryDirectory()
+            // GIT_TRACE_CURL prints the response headers git received (and redacts credentials).
+            let trace = ["GIT_TRACE_CURL": "1", "GIT_TRACE_CURL_NO_DATA": "1"]
+
+            let denied = try await gitResult(["ls-remote", url.absoluteString], in: work.url, env: trace)
+            #expect(!denied.succeeded)
+            #expect(denied.standardErrorString.contains("<= Recv header: HTTP/1.1 401"))
+            #expect(denied.standardErrorString.contains(#"<= Recv header: WWW-Authenticate: Basic realm="pushbridge-git""#))
+
+            let bearer = GitClientEnvironment.bearerAuth(token: Self.token).environment.merging(trace) { $1 }
+            let allowed = try await gitResult(["-c", "protocol.version=0", "ls-remote", url.absoluteString], in: work.url, env: bearer)
+            #expect(allowed.succeeded)
+            #expect(allowed.standardOutputString.contains("refs/heads/main"))
+            #expect(allowed.standardErrorString.contains("<= Recv header: Content-Type: application/x-git-upload-pack-advertisement"))
+            #expect(!allowed.standardErrorString.contains(Self.token))
+        }
+    }
+
     // MARK: units
+
+    @Test("ChildProcess: 2 MB (32 pipe buffers) through cat both ways at once, exact environment, exit codes, stderr")
+    func childProcess() async throws {
+        let bytes = (0..<(2 * 1024 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) }
+        let echoed = try await ChildProcess.run(
+            executable: URL(fileURLWithPath: "/bin/cat"), arguments: [], environment: [:],
+            standardInput: ByteBuffer(bytes: bytes)
+        )
+        #expect(echoed.succeeded)
+        #expect(Array(echoed.standardOutput.readableBytesView) == bytes)
+
+        let env = try await ChildProcess.run(
+            executable: URL(fileURLWithPath: "/usr/bin/env"), arguments: [], environment: ["ONLY": "this"]
+        )
+        #expect(env.standardOutputString == "ONLY=this\n")
+
+        let failing = try await ChildProcess.run(
+            executable: URL(fileURLWithPath: "/bin/sh"), arguments: ["-c", "echo oops >&2; exit 3"], environment: [:]
+        )
+        #expect(!failing.succeeded)
+        #expect(failing.exitCode == 3)
+        #expect(failing.standardErrorString == "oops\n")
+
+        // The child ignores its input and exits: the unread rest is dropped, no error.
+        let ignoring = try await ChildProcess.run(
+            executable: URL(fileURLWithPath: "/bin/true"), arguments: [], environment: [:],
+            standardInput: ByteBuffer(bytes: bytes)
+        )
+        #expect(ignoring.succeeded)
+
+        await #expect(throws: GitHTTPServerError.self) {
+            try await ChildProcess.run(executable: URL(fileURLWithPath: "/nonexistent/program"), arguments: [], environment: [:])
+        }
+    }
 
     @Test("CGI responses: Status header, default 200, LF-only headers, malformed output")
     func parseCGI() throws {

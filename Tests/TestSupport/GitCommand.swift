@@ -137,3 +137,40 @@ public func gitEnvironment(overrides: [String: String] = [:]) -> [String: String
     env.merge(overrides) { _, new in new }
     return env
 }
+
+/// Commits `files` on top of `branch` of a bare repository on disk (starting the
+/// branch with a root commit when it does not exist yet) and returns the new
+/// commit id. Works through a local clone, so it needs no server and does not
+/// touch any request counters.
+///
+/// - Parameters:
+///   - bareRepository: The repository directory, e.g. ``GitServerFixture/repositoryDirectory(_:)``.
+///   - files: Repository-relative paths and their contents; other files of the branch are kept.
+@discardableResult
+public func seedCommit(
+    in bareRepository: URL,
+    files: [String: Data],
+    branch: String = "main",
+    message: String = "seed"
+) async throws -> String {
+    let scratch = try TemporaryDirectory(prefix: "pushbridge-seed")
+    let clone = scratch.appending("clone")
+    try await runGit(["clone", "--quiet", "--no-checkout", bareRepository.path, clone.path], in: scratch.url)
+    let exists = try await gitResult(["rev-parse", "--verify", "--quiet", "refs/remotes/origin/\(branch)"], in: clone).succeeded
+    if exists {
+        try await runGit(["checkout", "--quiet", "-B", branch, "origin/\(branch)"], in: clone)
+    } else {
+        try await runGit(["checkout", "--quiet", "--orphan", branch], in: clone)
+        // `--orphan` starts from the current checkout; empty index and work tree.
+        try await runGit(["rm", "-r", "-f", "--quiet", "--ignore-unmatch", "."], in: clone)
+    }
+    for (path, data) in files {
+        let file = clone.appendingPathComponent(path)
+        try FileManager.default.createDirectory(at: file.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try data.write(to: file)
+    }
+    try await runGit(["add", "-A"], in: clone)
+    try await runGit(["commit", "--quiet", "--allow-empty", "-m", message], in: clone)
+    try await runGit(["push", "--quiet", "origin", "HEAD:refs/heads/\(branch)"], in: clone)
+    return try await runGit(["rev-parse", "HEAD"], in: clone).trimmingCharacters(in: .whitespacesAndNewlines)
+}
