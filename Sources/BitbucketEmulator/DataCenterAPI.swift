@@ -96,6 +96,8 @@ extension EmulatorService {
     // MARK: Access
 
     private static let authorisationException = "com.atlassian.bitbucket.AuthorisationException"
+    private static let writeScopes = ["REPO_WRITE", "REPO_ADMIN", "PROJECT_ADMIN", "ADMIN", "SYSTEM_ADMIN"]
+    private static let adminScopes = ["REPO_ADMIN", "PROJECT_ADMIN", "ADMIN", "SYSTEM_ADMIN"]
 
     private func dcProject(_ key: String, _ p: Principal) async throws(APIError) -> EmulatorProject {
         guard let project = await state.dcProject(key.uppercased()),
@@ -119,6 +121,15 @@ extension EmulatorService {
             throw .dc(
                 404, "Repository \(project.key)/\(slug) does not exist.",
                 exception: "com.atlassian.bitbucket.repository.NoSuchRepositoryException")
+        }
+        switch p.via {
+        case .oauth2, .control:
+            // OAuth 2.0 scopes: REPO_READ / PUBLIC_REPOS read; writing needs REPO_WRITE or more.
+            if write && !p.scopes.contains(where: Self.writeScopes.contains) {
+                throw .dc(401, "You are not permitted to access this resource", exception: Self.authorisationException)
+            }
+        default:
+            break
         }
         if case .httpAccessToken(_, let tokenRepo, let permissions) = p.via {
             if let tokenRepo, tokenRepo != slug {
@@ -214,6 +225,15 @@ extension EmulatorService {
             repoSlug != nil || !permissions.contains("PROJECT_ADMIN")
         {
             throw APIError.dc(401, "You are not permitted to create repositories in \(project.key)", exception: Self.authorisationException)
+        }
+        switch p.via {
+        case .oauth2, .control:
+            if !p.scopes.contains(where: Self.adminScopes.contains) {
+                throw APIError.dc(
+                    401, "You are not permitted to create repositories in \(project.key)", exception: Self.authorisationException)
+            }
+        default:
+            break
         }
         guard let body = req.json, case .object = body else { throw Self.validation("name", "A repository name is required.") }
         guard let name = body["name"]?.stringValue?.trimmingCharacters(in: .whitespaces), !name.isEmpty else {
