@@ -85,6 +85,8 @@ let package = Package(
             name: "PushBridgeServer",
             dependencies: [
                 "PushBridge",
+                "BitbucketKit",
+                "GitKit",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -36,8 +36,7 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "pushbridge")
         logger.info("starting", metadata: ["listen": "\(configuration.listen)", "database": "\(configuration.database.redactedDescription)"])
         try await PushBridgeDaemon(
-            configuration: configuration, registry: registry, logger: logger, workerFactory: WorkerSlot.factory
-        ).run()
+            configuration: configuration, registry: registry, logger: logger).run()
     }
 }
 

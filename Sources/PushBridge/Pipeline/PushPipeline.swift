@@ -355,23 +355,9 @@ public struct PushPipeline: Sendable {
 
     /// The REST client for a connection, with the connection's URLs or the configured defaults.
     func makeClient(_ connection: Connection, credentials: any CredentialProvider) throws -> any BitbucketClient {
-        switch connection.provider {
-        case .bitbucketCloud:
-            let defaults = configuration.cloudEndpoints
-            let endpoints = CloudEndpoints(
-                apiBaseURL: connection.apiURL ?? defaults.apiBaseURL, siteURL: connection.siteURL ?? defaults.siteURL,
-                gitBaseURL: connection.gitURL ?? defaults.gitBaseURL)
-            return CloudClient(
-                endpoints: endpoints, credentials: credentials, transport: transport, options: configuration.clientOptions)
-        case .bitbucketDataCenter, .bitbucketServer:
-            guard let base = connection.apiURL ?? configuration.dataCenterBaseURL else {
-                throw PipelineError(
-                    code: "configuration_error", message: "connection \(connection.id) has no Bitbucket base URL",
-                    retryable: false)
-            }
-            return DataCenterClient(
-                endpoints: DataCenterEndpoints(baseURL: base, gitBaseURL: connection.gitURL), credentials: credentials,
-                transport: transport, options: configuration.clientOptions)
-        }
+        try BitbucketClientFactory(
+            transport: transport, cloudEndpoints: configuration.cloudEndpoints,
+            dataCenterBaseURL: configuration.dataCenterBaseURL, options: configuration.clientOptions
+        ).client(for: connection, credentials: credentials)
     }
 }

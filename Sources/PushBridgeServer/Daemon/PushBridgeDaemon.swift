@@ -7,14 +7,6 @@ import Prometheus
 import PushBridge
 import ServiceLifecycle
 
-/// What a worker needs to run jobs; handed to ``PushBridgeDaemon/WorkerFactory``.
-public struct WorkerContext: Sendable {
-    public let configuration: PushBridgeConfiguration
-    public let store: any Store
-    public let archives: ArchiveStore
-    public let logger: Logger
-}
-
 /// `pushbridge serve`: the API, the job worker and housekeeping under swift-service-lifecycle.
 ///
 /// SIGTERM/SIGINT start a graceful shutdown: the API stops first (no new jobs), then the worker
@@ -23,31 +15,35 @@ public struct WorkerContext: Sendable {
 public struct PushBridgeDaemon: Sendable {
     /// Builds the job worker services (the push pipeline lives in the domain module; the webhook
     /// sender rides along). They shut down after the API, so running jobs can finish.
-    public typealias WorkerFactory = @Sendable (WorkerContext) async throws -> [any Service]
+    public typealias WorkerFactory = @Sendable (DaemonContext) async throws -> [any Service]
+    /// Builds extra `/v1` routes (OAuth connect flows, pickers) once the store is open.
+    public typealias RouteFactory = @Sendable (DaemonContext) throws -> [any APIRouteExtension]
 
     public let configuration: PushBridgeConfiguration
     public let registry: PrometheusCollectorRegistry
     public let logger: Logger
     let workerFactory: WorkerFactory?
     let notifier: SystemdNotifier?
-    let extensions: [any APIRouteExtension]
+    let routeFactory: RouteFactory
     let onListening: @Sendable (ListenAddress) async -> Void
 
     /// - Parameters:
     ///   - workerFactory: Creates the worker; `nil` runs the API alone (jobs stay queued).
     ///   - notifier: sd_notify client (`SystemdNotifier()` under systemd, `nil` elsewhere).
+    ///   - routes: Extra `/v1` routes; production passes ``productionRoutes``.
     ///   - onListening: Called with the bound address once the API accepts connections.
     public init(
         configuration: PushBridgeConfiguration, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
-        logger: Logger, workerFactory: WorkerFactory? = nil, notifier: SystemdNotifier? = SystemdNotifier(),
-        extensions: [any APIRouteExtension] = [], onListening: @escaping @Sendable (ListenAddress) async -> Void = { _ in }
+        logger: Logger, workerFactory: WorkerFactory? = PushBridgeDaemon.productionWorkers,
+        notifier: SystemdNotifier? = SystemdNotifier(), routes: @escaping RouteFactory = PushBridgeDaemon.productionRoutes,
+        onListening: @escaping @Sendable (ListenAddress) async -> Void = { _ in }
     ) {
         self.configuration = configuration
         self.registry = registry
         self.logger = logger
         self.workerFactory = workerFactory
         self.notifier = notifier
-        self.extensions = extensions
+        self.routeFactory = routes
         self.onListening = onListening
     }
 
@@ -67,7 +63,14 @@ public struct PushBridgeDaemon: Sendable {
         let store = try await StoreFactory.open(
             databaseURL: configuration.database.urlString, vault: try Self.vault(configuration))
         do {
-            try await runServices(store: store)
+            let bitbucket = try BitbucketServices(configuration: configuration, store: store, logger: logger)
+            do {
+                try await runServices(store: store, bitbucket: bitbucket)
+            } catch {
+                try? await bitbucket.shutdown()
+                throw error
+            }
+            try await bitbucket.shutdown()
         } catch {
             try? await store.close()
             throw error
@@ -82,10 +85,13 @@ public struct PushBridgeDaemon: Sendable {
             previous: try configuration.previousMasterKeys.value.map { try MasterKey(bytes: $0) })
     }
 
-    private func runServices(store: any Store) async throws {
+    private func runServices(store: any Store, bitbucket: BitbucketServices) async throws {
         let archives = ArchiveStore(directory: configuration.archivesDirectory, limits: configuration.limits.archive)
+        let context = DaemonContext(
+            configuration: configuration, store: store, archives: archives, bitbucket: bitbucket, logger: logger)
         let api = PushBridgeAPI(
-            configuration: configuration, store: store, archives: archives, registry: registry, extensions: extensions)
+            configuration: configuration, store: store, archives: archives, registry: registry,
+            extensions: try routeFactory(context))
         let notifier = self.notifier
         let logger = self.logger
         let onListening = self.onListening
@@ -110,9 +116,7 @@ public struct PushBridgeDaemon: Sendable {
 
         var services: [any Service] = [SystemdWatchdogService(notifier: notifier, logger: logger)]
         if let workerFactory {
-            services.append(
-                contentsOf: try await workerFactory(
-                    WorkerContext(configuration: configuration, store: store, archives: archives, logger: logger)))
+            services.append(contentsOf: try await workerFactory(context))
         } else {
             logger.warning("no worker configured: jobs are accepted but stay queued")
         }
