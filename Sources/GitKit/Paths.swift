@@ -12,7 +12,10 @@ import Darwin
 /// git clients would treat as the `.git` directory: `.git` in any letter case, also with
 /// trailing dots or spaces (`.git.`, `.GIT `), with an NTFS stream suffix (`.git::$DATA`), with
 /// HFS+-ignorable Unicode code points (`.g\u{200C}it`), and the NTFS short name `git~1`.
-enum PathRules {
+///
+/// Public so that every other place accepting repository paths (archive uploads) applies the
+/// very same rules instead of a weaker copy.
+public enum PathRules {
     static func components(of path: String, role: String = "path") throws(GitError) -> [String] {
         if path.isEmpty {
             throw GitError(code: .invalidPath, message: "empty \(role)", path: path)
@@ -35,7 +38,11 @@ enum PathRules {
         root.isEmpty ? [] : try components(of: root, role: "root")
     }
 
-    static func validate(component: String, in path: String, role: String = "path") throws(GitError) {
+    /// Checks one segment of `path`: not empty, not `.`/`..`, no NUL byte, no backslash, not
+    /// ``isDotGit(_:)``. `role` names what is checked in the message (`path`, `root`, …).
+    ///
+    /// - Throws: ``GitError`` `invalid_path` naming `path`.
+    public static func validate(component: String, in path: String, role: String = "path") throws(GitError) {
         if component.isEmpty {
             throw GitError(code: .invalidPath, message: "\(role) has an empty segment: \(path)", path: path)
         }
@@ -54,7 +61,7 @@ enum PathRules {
     }
 
     /// Whether a git client (on any file system) would treat `name` as `.git`.
-    static func isDotGit(_ name: String) -> Bool {
+    public static func isDotGit(_ name: String) -> Bool {
         // HFS+ ignores these code points when comparing names.
         let ignorable: Set<UInt32> = [
             0x200C, 0x200D, 0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E,

@@ -1,6 +1,7 @@
 import BitbucketKit
 import Crypto
 import Foundation
+import TestSupport
 import Testing
 
 @Suite("OAuth 1.0a RSA-SHA1")
@@ -117,7 +118,7 @@ struct OAuth1Tests {
     }
 
     @Test(.enabled(if: which("openssl") != nil, "openssl is not installed"))
-    func signatureVerifiesWithOpenSSL() throws {
+    func signatureVerifiesWithOpenSSL() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let key = try OAuth1PrivateKey.generate()
@@ -130,7 +131,7 @@ struct OAuth1Tests {
         let base = try OAuth1.signatureBaseString(method: "POST", url: url, parameters: [("x", "1+1=2")] + parameters)
         try signature.write(to: dir.appendingPathComponent("sig.bin"))
         try Data(base.utf8).write(to: dir.appendingPathComponent("base.txt"))
-        let (status, out, _) = try run(which("openssl")!, [
+        let (status, out, _) = try await runOffPool(which("openssl")!, [
             "dgst", "-sha1", "-verify", dir.appendingPathComponent("pub.pem").path,
             "-signature", dir.appendingPathComponent("sig.bin").path, dir.appendingPathComponent("base.txt").path,
         ])
@@ -138,7 +139,7 @@ struct OAuth1Tests {
         #expect(out.contains("Verified OK"))
         // A different base string must not verify.
         try Data((base + "&").utf8).write(to: dir.appendingPathComponent("base.txt"))
-        let (tamperedStatus, _, _) = try run(which("openssl")!, [
+        let (tamperedStatus, _, _) = try await runOffPool(which("openssl")!, [
             "dgst", "-sha1", "-verify", dir.appendingPathComponent("pub.pem").path,
             "-signature", dir.appendingPathComponent("sig.bin").path, dir.appendingPathComponent("base.txt").path,
         ])
@@ -146,7 +147,7 @@ struct OAuth1Tests {
     }
 
     @Test(.enabled(if: which("openssl") != nil, "openssl is not installed"))
-    func generatedKeyPEMKinds() throws {
+    func generatedKeyPEMKinds() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let key = try OAuth1PrivateKey.generate(bits: 2048)
@@ -158,14 +159,14 @@ struct OAuth1Tests {
         #expect(key.publicKeyPEM.hasPrefix("-----BEGIN PUBLIC KEY-----"))
 
         let openssl = which("openssl")!
-        let (privStatus, privText, _) = try run(openssl, ["pkey", "-in", privatePath, "-noout", "-text"])
+        let (privStatus, privText, _) = try await runOffPool(openssl, ["pkey", "-in", privatePath, "-noout", "-text"])
         #expect(privStatus == 0)
         #expect(privText.contains("Private-Key: (2048 bit"))
-        let (pubStatus, pubText, _) = try run(openssl, ["rsa", "-pubin", "-in", publicPath, "-noout", "-text"])
+        let (pubStatus, pubText, _) = try await runOffPool(openssl, ["rsa", "-pubin", "-in", publicPath, "-noout", "-text"])
         #expect(pubStatus == 0)
         #expect(pubText.contains("Public-Key: (2048 bit)"))
         // The public key derived by openssl from the private PEM equals ours.
-        let (_, derived, _) = try run(openssl, ["pkey", "-in", privatePath, "-pubout"])
+        let (_, derived, _) = try await runOffPool(openssl, ["pkey", "-in", privatePath, "-pubout"])
         #expect(derived.trimmingCharacters(in: .whitespacesAndNewlines) == key.publicKeyPEM.trimmingCharacters(in: .whitespacesAndNewlines))
         // Loading the PKCS#8 PEM back yields the same key.
         let reloaded = try OAuth1PrivateKey(pemRepresentation: key.pkcs8PEM.reveal())
@@ -192,7 +193,7 @@ struct OAuth1Tests {
             ("POST", "https://bitbucket.example.com/ctx/rest/api/1.0/x?a=1&a=0", "b=2&c=%E2%98%83&a=z", "Example"),
         ]
     )
-    func headerMatchesPythonOAuthlib(method: String, urlString: String, body: String, realm: String) throws {
+    func headerMatchesPythonOAuthlib(method: String, urlString: String, body: String, realm: String) async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let key = try OAuth1PrivateKey.generate()
@@ -208,7 +209,7 @@ struct OAuth1Tests {
             _, h, _ = client.sign(url, http_method=method, body=body or None, headers=headers)
             sys.stdout.write(h['Authorization'])
             """
-        let (status, pythonHeader, stderr) = try run(which("python3")!, ["-c", script, method, urlString, body, realm, keyPath])
+        let (status, pythonHeader, stderr) = try await runOffPool(which("python3")!, ["-c", script, method, urlString, body, realm, keyPath])
         #expect(status == 0, "python failed: \(stderr)")
 
         var signer = OAuth1Signer(consumerKey: "pushbridge-consumer", privateKey: key, token: Secret("access/token+1"))

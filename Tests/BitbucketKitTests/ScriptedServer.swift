@@ -1,5 +1,6 @@
 import BitbucketKit
 import Foundation
+import TestSupport
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -206,7 +207,14 @@ func sharedDirectory() -> URL? {
     return FileManager.default.fileExists(atPath: shared.path) ? shared : nil
 }
 
-/// Runs a process to completion; returns (status, stdout, stderr).
+/// ``run(_:_:stdin:environment:)`` waited for on a thread of its own, so the suite's other tasks
+/// keep the cooperative pool (it blocks in `readDataToEndOfFile`/`waitUntilExit`).
+@discardableResult
+func runOffPool(_ executable: String, _ arguments: [String], stdin: Data? = nil, environment: [String: String]? = nil) async throws -> (Int32, String, String) {
+    try await offCooperativePool { try run(executable, arguments, stdin: stdin, environment: environment) }
+}
+
+/// Runs a process to completion; returns (status, stdout, stderr). Blocks the calling thread.
 @discardableResult
 func run(_ executable: String, _ arguments: [String], stdin: Data? = nil, environment: [String: String]? = nil) throws -> (Int32, String, String) {
     let process = Process()

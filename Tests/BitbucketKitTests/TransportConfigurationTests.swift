@@ -1,5 +1,6 @@
 import BitbucketKit
 import Foundation
+import TestSupport
 import Testing
 
 /// A helper process (Python) that prints its port on the first stdout line and serves until
@@ -46,17 +47,17 @@ struct TransportConfigurationTests {
     static let toolsAvailable = which("openssl") != nil && which("python3") != nil
 
     /// Makes a CA and a server certificate for 127.0.0.1 signed by it.
-    private func makeCertificates(in dir: URL) throws {
+    private func makeCertificates(in dir: URL) async throws {
         let openssl = which("openssl")!
-        func ssl(_ arguments: [String]) throws {
-            let (status, _, stderr) = try run(openssl, arguments)
+        func ssl(_ arguments: [String]) async throws {
+            let (status, _, stderr) = try await runOffPool(openssl, arguments)
             #expect(status == 0, "openssl \(arguments.first ?? ""): \(stderr)")
         }
         let path = { (name: String) in dir.appendingPathComponent(name).path }
-        try ssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", path("ca.key"), "-out", path("ca.pem"), "-days", "2", "-subj", "/CN=pushbridge test CA"])
-        try ssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", path("server.key"), "-out", path("server.csr"), "-subj", "/CN=127.0.0.1"])
+        try await ssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", path("ca.key"), "-out", path("ca.pem"), "-days", "2", "-subj", "/CN=pushbridge test CA"])
+        try await ssl(["req", "-newkey", "rsa:2048", "-nodes", "-keyout", path("server.key"), "-out", path("server.csr"), "-subj", "/CN=127.0.0.1"])
         try "subjectAltName=IP:127.0.0.1\n".write(toFile: path("san.ext"), atomically: true, encoding: .utf8)
-        try ssl(["x509", "-req", "-in", path("server.csr"), "-CA", path("ca.pem"), "-CAkey", path("ca.key"), "-CAcreateserial", "-out", path("server.pem"), "-days", "2", "-extfile", path("san.ext")])
+        try await ssl(["x509", "-req", "-in", path("server.csr"), "-CA", path("ca.pem"), "-CAkey", path("ca.key"), "-CAcreateserial", "-out", path("server.pem"), "-days", "2", "-extfile", path("san.ext")])
     }
 
     private static let tlsServer = """
@@ -84,11 +85,14 @@ struct TransportConfigurationTests {
     func customCABundleIsTrusted() async throws {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
-        try makeCertificates(in: dir)
-        let server = try HelperProcess(
-            python: Self.tlsServer,
-            arguments: [dir.appendingPathComponent("server.pem").path, dir.appendingPathComponent("server.key").path, userJSON]
-        )
+        try await makeCertificates(in: dir)
+        // The helper's start waits for its port line with a blocking read: off the cooperative pool.
+        let server = try await offCooperativePool {
+            try HelperProcess(
+                python: Self.tlsServer,
+                arguments: [dir.appendingPathComponent("server.pem").path, dir.appendingPathComponent("server.key").path, userJSON]
+            )
+        }
         defer { _ = server.stop() }
         let endpoints = CloudEndpoints(apiBaseURL: URL(string: "https://127.0.0.1:\(server.port)/2.0")!)
 
@@ -166,7 +170,7 @@ struct TransportConfigurationTests {
     @Test(.enabled(if: which("python3") != nil, "needs python3"))
     func requestsGoThroughTheConfiguredProxy() async throws {
         try await withScriptedServer({ _, _ in .json(200, userJSON) }) { server in
-            let proxy = try HelperProcess(python: Self.forwardProxy, arguments: [])
+            let proxy = try await offCooperativePool { try HelperProcess(python: Self.forwardProxy, arguments: []) }
             var stopped = false
             defer { if !stopped { _ = proxy.stop() } }
             let configuration = HTTPTransportConfiguration(proxy: try ProxyConfiguration(url: "http://pb-user:pb%20pass@127.0.0.1:\(proxy.port)"))

@@ -173,11 +173,11 @@ struct APITests {
         try FileManager.default.createDirectory(at: tree.appendingPathComponent("src"), withIntermediateDirectories: true)
         try Data("print('hi')\n".utf8).write(to: tree.appendingPathComponent("src/main.py"))
         let archive = harness.directory.appendingPathComponent("a.tar.gz")
-        _ = try ProcessRunner.run("tar", ["-czf", archive.path, "-C", tree.path, "."])
+        _ = try await ProcessRunner.run("tar", ["-czf", archive.path, "-C", tree.path, "."])
         let data = try Data(contentsOf: archive)
         let evil = harness.directory.appendingPathComponent("evil.tar")
         let script = "import tarfile,io,sys\nt=tarfile.open(sys.argv[1],'w')\ni=tarfile.TarInfo('../escape')\ni.size=1\nt.addfile(i,io.BytesIO(b'x'))\nt.close()"
-        _ = try ProcessRunner.run("python3", ["-c", script, evil.path])
+        _ = try await ProcessRunner.run("python3", ["-c", script, evil.path])
         let evilData = try Data(contentsOf: evil)
         try await harness.test { client in
             try await client.execute(uri: "/v1/archives", method: .post, headers: auth(), body: ByteBuffer(bytes: data)) {

@@ -73,7 +73,7 @@ struct CLITests {
         serve.standardOutput = log
         // An explicit env file that is missing must fail with a clear message.
         try serve.run()
-        serve.waitUntilExit()
+        await waitForExit(serve)
         #expect(serve.terminationStatus != 0)
         let failure = try String(contentsOf: logFile, encoding: .utf8)
         #expect(failure.contains("--env-file"), "\(failure)")
@@ -89,7 +89,7 @@ struct CLITests {
         try daemon.run()
         defer { if daemon.isRunning { daemon.terminate() } }
 
-        let ready = try #require(listener.receive(), "no READY=1 within 5 s: \(logText())")
+        let ready = try #require(await listener.next(), "no READY=1 within 5 s: \(logText())")
         #expect(ready.hasPrefix("READY=1\nSTATUS=listening on 127.0.0.1:"))
         let port = try #require(ready.split(separator: ":").last.flatMap { Int($0) })
         let clientEnvironment = [
@@ -97,41 +97,41 @@ struct CLITests {
         ]
         let emptyEnvFile = dir.appendingPathComponent("client.env")
         try Data().write(to: emptyEnvFile)
-        func cli(_ arguments: [String], input: String? = nil) throws -> ProcessOutput {
-            try ProcessRunner.run(executable.path, arguments + ["--env-file", emptyEnvFile.path], environment: clientEnvironment, input: input.map { Data($0.utf8) })
+        func cli(_ arguments: [String], input: String? = nil) async throws -> ProcessOutput {
+            try await ProcessRunner.run(executable.path, arguments + ["--env-file", emptyEnvFile.path], environment: clientEnvironment, input: input.map { Data($0.utf8) })
         }
 
         let credentials = #"{"type": "oauth2", "accessToken": "CLI-SECRET-AT", "refreshToken": "CLI-SECRET-RT"}"#
-        let add = try cli(
+        let add = try await cli(
             ["connections", "add", "--id", "acme", "--provider", "bitbucket-cloud", "--workspace", "acme", "--credentials-file", "-"],
             input: credentials)
         #expect(add.status == 0, "\(add.stderr)")
         #expect(!add.stdout.contains("CLI-SECRET"))
-        let list = try cli(["connections", "list"])
+        let list = try await cli(["connections", "list"])
         #expect(list.stdout.hasPrefix("acme\tbitbucket-cloud\tacme\tactive\toauth2"))
 
         let build = dir.appendingPathComponent("build")
         try FileManager.default.createDirectory(at: build, withIntermediateDirectories: true)
         try Data("generated\n".utf8).write(to: build.appendingPathComponent("README.md"))
-        let enqueue = try cli([
+        let enqueue = try await cli([
             "enqueue", "--connection", "acme", "--repo", "billing", "--dir", build.path, "--branch", "pushbridge/x",
             "--message", "Generated", "--pr-title", "Build", "--no-wait",
         ])
         #expect(enqueue.status == 0, "\(enqueue.stderr)")
         let jobID = enqueue.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        let show = try cli(["jobs", "show", jobID])
+        let show = try await cli(["jobs", "show", jobID])
         // The worker may already have picked it up (and failed to reach the closed port).
         #expect(show.stdout.contains(#""state" : "queued""#) || show.stdout.contains(#""state" : "running""#), "\(show.stdout)")
         #expect(show.stdout.contains(#""archive" : ""#))
-        let missing = try cli(["jobs", "show", "no-such-job"])
+        let missing = try await cli(["jobs", "show", "no-such-job"])
         #expect(missing.status != 0)
         #expect(missing.stderr.contains("not_found"))
-        let cancel = try cli(["jobs", "cancel", jobID])
+        let cancel = try await cli(["jobs", "cancel", jobID])
         #expect(cancel.stdout.contains("cancel"), "\(cancel.stdout) \(cancel.stderr)")
 
         kill(daemon.processIdentifier, SIGTERM)
-        #expect(listener.receive()?.hasPrefix("STOPPING=1") == true)
-        daemon.waitUntilExit()
+        #expect(await listener.next()?.hasPrefix("STOPPING=1") == true)
+        await waitForExit(daemon)
         #expect(daemon.terminationStatus == 0, "\(logText())")
         let output = try String(contentsOf: logFile, encoding: .utf8)
         #expect(!output.contains(token))
@@ -139,11 +139,11 @@ struct CLITests {
     }
 
     @Test("oauth1-keygen writes a PKCS#8 private key (0600) and a SubjectPublicKeyInfo public key")
-    func keygen() throws {
+    func keygen() async throws {
         let dir = try TestPaths.makeTemporaryDirectory("keygen")
         defer { try? FileManager.default.removeItem(at: dir) }
         let out = dir.appendingPathComponent("keys")
-        let result = try ProcessRunner.run(executable.path, ["oauth1-keygen", "--out", out.path, "--consumer-key", "pb-test"])
+        let result = try await ProcessRunner.run(executable.path, ["oauth1-keygen", "--out", out.path, "--consumer-key", "pb-test"])
         #expect(result.status == 0, "\(result.stderr)")
         let privateKey = try String(contentsOf: out.appendingPathComponent("private.pem"), encoding: .utf8)
         let publicKey = try String(contentsOf: out.appendingPathComponent("public.pem"), encoding: .utf8)
@@ -155,9 +155,9 @@ struct CLITests {
         let mode = try FileManager.default.attributesOfItem(atPath: out.appendingPathComponent("private.pem").path)[.posixPermissions] as? Int
         #expect(mode == 0o600)
         // openssl agrees the two halves belong together.
-        let derived = try ProcessRunner.run("openssl", ["pkey", "-in", out.appendingPathComponent("private.pem").path, "-pubout"])
+        let derived = try await ProcessRunner.run("openssl", ["pkey", "-in", out.appendingPathComponent("private.pem").path, "-pubout"])
         #expect(derived.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == publicKey.trimmingCharacters(in: .whitespacesAndNewlines))
         // Never overwrites a key in use.
-        #expect(try ProcessRunner.run(executable.path, ["oauth1-keygen", "--out", out.path]).status != 0)
+        #expect(try await ProcessRunner.run(executable.path, ["oauth1-keygen", "--out", out.path]).status != 0)
     }
 }

@@ -65,7 +65,7 @@ struct OpenAPITests {
                 #expect(!response.text.hasPrefix("{"))  // real block YAML, not JSON passed through
                 try response.text.write(to: yamlFile, atomically: true, encoding: .utf8)
                 let script = "import json,sys,yaml; a=yaml.safe_load(open(sys.argv[1])); b=json.load(open(sys.argv[2])); sys.exit(0 if a==b else 1)"
-                let check = try ProcessRunner.run("python3", ["-c", script, yamlFile.path, specFile.path])
+                let check = try await ProcessRunner.run("python3", ["-c", script, yamlFile.path, specFile.path])
                 #expect(check.status == 0, "YAML differs from JSON: \(check.stderr)")
             }
         }

@@ -1,15 +1,27 @@
 import Foundation
+import TestSupport
 
 /// Runs a real command-line tool and captures its output.
-struct ProcessOutput {
+struct ProcessOutput: Sendable {
     var status: Int32
     var stdout: String
     var stderr: String
 }
 
 enum ProcessRunner {
-    /// Runs `executable` (searched in PATH when not absolute) with `arguments`.
+    /// Runs `executable` (searched in PATH when not absolute) with `arguments`; waits on a thread of
+    /// its own, never on the cooperative pool (see `offCooperativePool`).
     static func run(
+        _ executable: String, _ arguments: [String], currentDirectory: URL? = nil, environment: [String: String]? = nil,
+        input: Data? = nil
+    ) async throws -> ProcessOutput {
+        try await offCooperativePool {
+            try runBlocking(
+                executable, arguments, currentDirectory: currentDirectory, environment: environment, input: input)
+        }
+    }
+
+    private static func runBlocking(
         _ executable: String, _ arguments: [String], currentDirectory: URL? = nil, environment: [String: String]? = nil,
         input: Data? = nil
     ) throws -> ProcessOutput {
@@ -43,9 +55,11 @@ enum ProcessRunner {
             stderr: String(decoding: errData.value, as: UTF8.self))
     }
 
-    /// Whether `tool` is on PATH.
+    /// Whether `tool` is on PATH (evaluated by test traits, synchronously; a PATH scan, no process).
     static func available(_ tool: String) -> Bool {
-        (try? run("sh", ["-c", "command -v \(tool)"]).status) == 0
+        (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").contains {
+            FileManager.default.isExecutableFile(atPath: "\($0)/\(tool)")
+        }
     }
 }
 
@@ -57,4 +71,9 @@ final class Mutable<Value>: @unchecked Sendable {
 
 extension Mutable where Value == Data {
     convenience init() { self.init(Data()) }
+}
+
+/// `process.waitUntilExit()` on a thread of its own (it blocks; see `offCooperativePool`).
+func waitForExit(_ process: Process) async {
+    await offCooperativePool { process.waitUntilExit() }
 }

@@ -3,11 +3,14 @@ import Glibc
 #endif
 import Foundation
 import Testing
+import TestSupport
 
 @testable import PushBridgeServer
 
 /// A bound AF_UNIX datagram socket standing in for systemd's notification socket.
-final class NotifySocketListener {
+///
+/// `@unchecked Sendable`: the only state is the immutable descriptor; `recv` on it is thread-safe.
+final class NotifySocketListener: @unchecked Sendable {
     let fd: Int32
     let name: String
 
@@ -32,7 +35,14 @@ final class NotifySocketListener {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    /// The next datagram's text, or `nil` on timeout.
+    /// The next datagram, waited for on a thread of its own: a blocking `recv` on the cooperative
+    /// pool (2 threads on a 2-core CI machine) can starve the very task that should send it.
+    func next() async -> String? {
+        await offCooperativePool { self.receive() }
+    }
+
+    /// The next datagram's text, or `nil` on timeout. Blocks: only for datagrams already sent
+    /// synchronously by the caller; otherwise use ``next()``.
     func receive() -> String? {
         var buffer = [UInt8](repeating: 0, count: 4096)
         // With SO_RCVTIMEO set, recv returns EINTR on any signal even under SA_RESTART (signal(7)),
@@ -47,15 +57,6 @@ final class NotifySocketListener {
     deinit {
         close(fd)
         if !name.hasPrefix("@") { unlink(name) }
-    }
-}
-
-/// `recv` blocks; doing it on the cooperative pool (2 threads on a 2-core CI machine) can starve the
-/// very service task that is supposed to send the datagram, so wait on a Dispatch thread instead.
-private func receiveOffPool(_ listener: NotifySocketListener) async -> String? {
-    nonisolated(unsafe) let listener = listener
-    return await withCheckedContinuation { continuation in
-        DispatchQueue.global().async { continuation.resume(returning: listener.receive()) }
     }
 }
 
@@ -110,15 +111,15 @@ struct SystemdTests {
         try await task.value
     }
 
-    @Test("the watchdog service pings until graceful shutdown", .disabled("passes alone; in the full parallel suite the service task gets no thread for > 5 s — find the suite that blocks the cooperative pool"))
+    @Test("the watchdog service pings until graceful shutdown")
     func watchdogService() async throws {
         let listener = try NotifySocketListener(name: "@pushbridge-wd-\(UUID().uuidString)")
         let notifier = try #require(
             SystemdNotifier(environment: ["NOTIFY_SOCKET": listener.name, "WATCHDOG_USEC": "20000"]))
         let service = SystemdWatchdogService(notifier: notifier, logger: .init(label: "test"))
         let task = Task { try await service.run() }
-        #expect(await receiveOffPool(listener) == "WATCHDOG=1")
-        #expect(await receiveOffPool(listener) == "WATCHDOG=1")
+        #expect(await listener.next() == "WATCHDOG=1")
+        #expect(await listener.next() == "WATCHDOG=1")
         task.cancel()
         try await task.value
     }
@@ -140,15 +141,15 @@ struct SystemdTests {
     @Test(
         "systemd-analyze verifies the unit and rates its exposure at most 2.0",
         .enabled(if: ProcessRunner.available("systemd-analyze"), "systemd-analyze is not installed"))
-    func unitVerifies() throws {
+    func unitVerifies() async throws {
         let dir = try TestPaths.makeTemporaryDirectory("unit")
         defer { try? FileManager.default.removeItem(at: dir) }
         let unit = try installableUnit(in: dir)
-        let verify = try ProcessRunner.run("systemd-analyze", ["verify", unit.path])
+        let verify = try await ProcessRunner.run("systemd-analyze", ["verify", unit.path])
         #expect(verify.status == 0, "verify: \(verify.stderr)")
         #expect(verify.stderr.isEmpty, "verify warnings: \(verify.stderr)")
 
-        let security = try ProcessRunner.run("systemd-analyze", ["security", "--offline=yes", unit.path])
+        let security = try await ProcessRunner.run("systemd-analyze", ["security", "--offline=yes", unit.path])
         let line = try #require(security.stdout.split(separator: "\n").first { $0.contains("Overall exposure level") })
         let number = try #require(line.split(separator: ":").last?.split(separator: " ").first)
         let exposure = try #require(Double(number))
@@ -169,10 +170,10 @@ struct SystemdTests {
     @Test(
         "systemd-analyze verify rejects the unit when its binary is missing",
         .enabled(if: ProcessRunner.available("systemd-analyze"), "systemd-analyze is not installed"))
-    func unitVerifyCanFail() throws {
+    func unitVerifyCanFail() async throws {
         let dir = try TestPaths.makeTemporaryDirectory("unit")
         defer { try? FileManager.default.removeItem(at: dir) }
         let unit = try installableUnit(in: dir, execStart: dir.appendingPathComponent("missing/pushbridge").path)
-        #expect(try ProcessRunner.run("systemd-analyze", ["verify", unit.path]).status != 0)
+        #expect(try await ProcessRunner.run("systemd-analyze", ["verify", unit.path]).status != 0)
     }
 }

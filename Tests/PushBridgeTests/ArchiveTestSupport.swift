@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import TestSupport
 
 @testable import PushBridge
 
@@ -11,8 +12,13 @@ enum ArchiveFixture {
         return url.resolvingSymlinksInPath()
     }
 
+    /// Runs a tool to completion, waiting on a thread of its own (never block the cooperative pool).
     @discardableResult
-    static func run(_ arguments: [String], in directory: URL? = nil, input: String? = nil) throws -> String {
+    static func run(_ arguments: [String], in directory: URL? = nil, input: String? = nil) async throws -> String {
+        try await offCooperativePool { try runBlocking(arguments, in: directory, input: input) }
+    }
+
+    private static func runBlocking(_ arguments: [String], in directory: URL?, input: String?) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = arguments
@@ -37,7 +43,7 @@ enum ArchiveFixture {
 
     /// Builds an archive with Python's `tarfile`; `body` is Python code using `tf` (open TarFile),
     /// `add(name, data=b"", **attrs)` for members, and `tarfile`.
-    static func python(_ body: String, to path: URL, mode: String = "w") throws {
+    static func python(_ body: String, to path: URL, mode: String = "w") async throws {
         let script = """
             import io, sys, tarfile
             tf = tarfile.open(sys.argv[1], "\(mode)", format=tarfile.PAX_FORMAT)
@@ -53,7 +59,7 @@ enum ArchiveFixture {
             \(body.split(separator: "\n").joined(separator: "\n"))
             tf.close()
             """
-        try run(["python3", "-c", script, path.path])
+        try await run(["python3", "-c", script, path.path])
     }
 
     /// The file's bytes as an async sequence of odd-sized chunks, so that headers and gzip

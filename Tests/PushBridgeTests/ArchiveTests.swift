@@ -78,9 +78,9 @@ struct ArchiveTests {
         defer { try? FileManager.default.removeItem(at: work) }
         let tree = try makeTree()
         let archive = work.appendingPathComponent("a.tar.gz")
-        try ArchiveFixture.run(["tar", "--format=gnu", "-czf", archive.path, "-C", tree.path, "."])
+        try await ArchiveFixture.run(["tar", "--format=gnu", "-czf", archive.path, "-C", tree.path, "."])
         let info = try await ingest(archive)
-        let expectedSHA = try ArchiveFixture.run(["sha256sum", archive.path]).prefix(64)
+        let expectedSHA = try await ArchiveFixture.run(["sha256sum", archive.path]).prefix(64)
         #expect(info.sha256 == String(expectedSHA))
         #expect(info.id == info.sha256)
         #expect(info.files == 6)
@@ -101,7 +101,7 @@ struct ArchiveTests {
             try Data("pax".utf8).write(to: tree.appendingPathComponent(deep + "/leaf.txt"))
         }
         let archive = work.appendingPathComponent("a.tar")
-        try ArchiveFixture.run(["tar", "--format=\(format)", "-cf", archive.path, "-C", tree.path, "."])
+        try await ArchiveFixture.run(["tar", "--format=\(format)", "-cf", archive.path, "-C", tree.path, "."])
         let info = try await ingest(archive)
         try expectSameTree(tree, try store.root(id: info.id))
     }
@@ -111,7 +111,7 @@ struct ArchiveTests {
         defer { try? FileManager.default.removeItem(at: work) }
         let tree = try makeTree()
         let archive = work.appendingPathComponent("a.tgz")
-        try ArchiveFixture.run(["tar", "-czf", archive.path, "-C", tree.path, "."])
+        try await ArchiveFixture.run(["tar", "-czf", archive.path, "-C", tree.path, "."])
         let first = try await ingest(archive)
         let second = try await ingest(archive)
         #expect(first == second)
@@ -128,6 +128,15 @@ struct ArchiveTests {
             ("dotdot", #"add("a/../../evil", b"x")"#, .invalidPath, "a/../../evil"),
             ("dotgit", #"add("sub/.git/config", b"x")"#, .invalidPath, "sub/.git/config"),
             ("dotgit-case", #"add(".GiT/hooks/post-checkout", b"x")"#, .invalidPath, ".GiT/hooks/post-checkout"),
+            // GitKit's `.git` rules (what git clients on NTFS/HFS+ treat as `.git`), shared with the pipeline.
+            ("dotgit-upper", #"add("src/.GIT/config", b"x")"#, .invalidPath, "src/.GIT/config"),
+            ("dotgit-trailing-dot", #"add(".git./hooks/pre-commit", b"x")"#, .invalidPath, ".git./hooks/pre-commit"),
+            ("dotgit-trailing-space", #"add("a/.git /config", b"x")"#, .invalidPath, "a/.git /config"),
+            ("dotgit-ntfs-short", #"add("GIT~1/config", b"x")"#, .invalidPath, "GIT~1/config"),
+            ("dotgit-ntfs-stream", #"add(".git::$INDEX_ALLOCATION/config", b"x")"#, .invalidPath, ".git::$INDEX_ALLOCATION/config"),
+            ("dotgit-hfs-ignorable", #"add(".g\u200cit/config", b"x")"#, .invalidPath, ".g\u{200C}it/config"),
+            ("backslash", #"add("a\\b", b"x")"#, .invalidPath, #"a\b"#),
+            ("symlink-git-short", #"add("l", type=tarfile.SYMTYPE, linkname="x/../git~1/config")"#, .symlinkEscapes, "l"),
             ("empty-segment", #"add("a//b", b"x")"#, .invalidPath, "a//b"),
             ("nul", #"add("a", b"x", pax_headers={"path": "a\x00b"})"#, .invalidPath, #"a\u{0}b"#),
             ("symlink-absolute", #"add("l", type=tarfile.SYMTYPE, linkname="/etc/passwd")"#, .symlinkEscapes, "l"),
@@ -151,7 +160,7 @@ struct ArchiveTests {
     func hostile(name: String, python: String, kind: ArchiveError.Kind, path: String) async throws {
         defer { try? FileManager.default.removeItem(at: work) }
         let archive = work.appendingPathComponent("\(name).tar.gz")
-        try ArchiveFixture.python(python, to: archive, mode: "w:gz")
+        try await ArchiveFixture.python(python, to: archive, mode: "w:gz")
         let error = try #require(await ingestError(archive))
         #expect(error.kind == kind)
         #expect(error.path == path)
@@ -166,7 +175,7 @@ struct ArchiveTests {
         defer { try? FileManager.default.removeItem(at: work) }
         let archive = work.appendingPathComponent("many.tar.gz")
         // 3 files, one of 2 MiB of zeros (compresses to a few KiB: a small bomb).
-        try ArchiveFixture.python(
+        try await ArchiveFixture.python(
             #"add("a", b"1")"# + "\n" + #"add("b", b"2")"# + "\n" + #"add("zeros", bytes(2 * 1024 * 1024))"#,
             to: archive, mode: "w:gz")
         let size = try Data(contentsOf: archive).count
@@ -210,7 +219,7 @@ struct ArchiveTests {
 
         let tree = try makeTree()
         let whole = work.appendingPathComponent("whole.tar")
-        try ArchiveFixture.run(["tar", "-cf", whole.path, "-C", tree.path, "."])
+        try await ArchiveFixture.run(["tar", "-cf", whole.path, "-C", tree.path, "."])
         let data = try Data(contentsOf: whole)
         // Cut on a 512-byte boundary after the first member: well-formed prefix, no end marker.
         let cut = work.appendingPathComponent("cut.tar")
@@ -218,7 +227,7 @@ struct ArchiveTests {
         #expect(await ingestError(cut)?.kind == .invalidArchive)
 
         let gz = work.appendingPathComponent("whole.tar.gz")
-        try ArchiveFixture.run(["gzip", "-k", whole.path])
+        try await ArchiveFixture.run(["gzip", "-k", whole.path])
         let gzData = try Data(contentsOf: gz)
         let cutGz = work.appendingPathComponent("cut.tar.gz")
         try gzData.prefix(gzData.count / 2).write(to: cutGz)
@@ -230,14 +239,14 @@ struct ArchiveTests {
         defer { try? FileManager.default.removeItem(at: work) }
         let tree = try makeTree()
         let tar = work.appendingPathComponent("t.tar")
-        try ArchiveFixture.run(["tar", "-cf", tar.path, "-C", tree.path, "."])
+        try await ArchiveFixture.run(["tar", "-cf", tar.path, "-C", tree.path, "."])
         let data = try Data(contentsOf: tar)
         let half = (data.count / 2 / 512) * 512
         let partA = work.appendingPathComponent("a")
         let partB = work.appendingPathComponent("b")
         try data.prefix(half).write(to: partA)
         try data.dropFirst(half).write(to: partB)
-        try ArchiveFixture.run(["gzip", partA.path, partB.path])
+        try await ArchiveFixture.run(["gzip", partA.path, partB.path])
         let joined = work.appendingPathComponent("joined.tar.gz")
         try (Data(contentsOf: work.appendingPathComponent("a.gz")) + Data(contentsOf: work.appendingPathComponent("b.gz")))
             .write(to: joined)
@@ -251,7 +260,7 @@ struct ArchiveTests {
         var ids: [String] = []
         for content in ["one", "two", "three"] {
             let archive = work.appendingPathComponent("\(content).tar")
-            try ArchiveFixture.python(#"add("f", b"\#(content)")"#, to: archive)
+            try await ArchiveFixture.python(#"add("f", b"\#(content)")"#, to: archive)
             ids.append(try await ingest(archive).id)
         }
         let later = Date().addingTimeInterval(7200)

@@ -21,7 +21,7 @@ import Testing
             }
 
             // No secret reaches the database in clear, and the blob is a v1 envelope under our kid.
-            let raw = try env.rawDatabaseText()
+            let raw = try await env.rawDatabaseText()
             #expect(!raw.contains("SECRET"))
             #expect(raw.contains("v1.\(testKey.kid)."))
 
@@ -84,8 +84,8 @@ import Testing
             let oldOnly = try await env.openAnother(vault: Vault(current: oldKey))
             let error = await expectCode("master_key_mismatch") { _ = try await oldOnly.credentials(connectionID: "c0") }
             #expect(error?.message.contains(newKey.kid) == true)
-            #expect(try env.rawDatabaseText().contains("v1.\(newKey.kid).") == true)
-            #expect(try env.rawDatabaseText().contains("v1.\(oldKey.kid).") == false || backend == .sqlite)
+            #expect(try await env.rawDatabaseText().contains("v1.\(newKey.kid).") == true)
+            #expect(try await env.rawDatabaseText().contains("v1.\(oldKey.kid).") == false || backend == .sqlite)
 
             // A vault that cannot open one row rotates nothing (one transaction).
             let unrelated = try await env.openAnother(vault: Vault(current: MasterKey.generate()))

@@ -64,10 +64,10 @@ final class StoreEnvironment: Sendable {
 
     /// What the database holds, read around the store: psql output for PostgreSQL, the raw
     /// bytes of the database files (main, WAL, SHM) for SQLite.
-    func rawDatabaseText() throws -> String {
+    func rawDatabaseText() async throws -> String {
         switch backend {
         case .postgres:
-            return try postgres!.query("SELECT id || ' ' || credentials_sealed FROM connections")
+            return try await postgres!.query("SELECT id || ' ' || credentials_sealed FROM connections")
         case .sqlite:
             let dir = URL(fileURLWithPath: sqlitePath!).deletingLastPathComponent()
             var text = ""

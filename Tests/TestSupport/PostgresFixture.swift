@@ -11,14 +11,16 @@ public struct PostgresTestDatabase: Sendable {
 
     /// Runs `sql` in this database with psql and returns its unaligned, tuples-only output
     /// (lets tests inspect raw rows, e.g. that no plaintext secret was stored).
-    public func query(_ sql: String) throws -> String {
-        try PostgresFixture.psql(server, sql, database: name)
+    public func query(_ sql: String) async throws -> String {
+        let (server, name) = (server, name)
+        return try await offCooperativePool { try PostgresFixture.psql(server, sql, database: name) }
     }
 
     /// Drops the database (best effort: tests call it at the end; a throwaway cluster is
     /// deleted at exit anyway).
     public func drop() async {
-        _ = try? PostgresFixture.psql(server, "DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+        let (server, name) = (server, name)
+        _ = try? await offCooperativePool { try PostgresFixture.psql(server, "DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
     }
 }
 
@@ -47,7 +49,7 @@ public actor PostgresFixture {
         var psql: String
     }
 
-    private var server: Result<Server, PostgresFixtureError>?
+    private var starting: Task<Server, any Error>?
 
     /// `nil` when PostgreSQL can be used; otherwise the reason (for skip messages).
     public nonisolated static var unavailableReason: String? {
@@ -62,25 +64,30 @@ public actor PostgresFixture {
 
     /// Creates `t_<random>` on the test server and returns its URL.
     public func makeDatabase() async throws -> PostgresTestDatabase {
-        let server = try startIfNeeded()
+        let server = try await startIfNeeded()
         let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
-        try Self.psql(server, "CREATE DATABASE \(name)")
+        // psql is waited for with waitpid: off the cooperative pool (see `offCooperativePool`).
+        _ = try await offCooperativePool { try Self.psql(server, "CREATE DATABASE \(name)") }
         var url = "postgres://\(Self.percent(server.user))"
         if let password = server.password { url += ":\(Self.percent(password))" }
         url += "@\(server.host):\(server.port)/\(name)?sslmode=\(server.sslmode)"
         return PostgresTestDatabase(url: url, name: String(name), server: server)
     }
 
-    private func startIfNeeded() throws -> Server {
-        if let server { return try server.get() }
-        let result: Result<Server, PostgresFixtureError>
-        do { result = .success(try Self.start()) } catch let error as PostgresFixtureError {
-            result = .failure(error)
-        } catch {
-            result = .failure(PostgresFixtureError(description: "\(error)"))
+    /// The first caller starts the server; callers arriving while it starts (the actor is
+    /// re-entered at the `await`) share the same task instead of starting a second cluster.
+    private func startIfNeeded() async throws -> Server {
+        let task = starting ?? Task {
+            do {
+                return try await offCooperativePool { try Self.start() }
+            } catch let error as PostgresFixtureError {
+                throw error
+            } catch {
+                throw PostgresFixtureError(description: "\(error)")
+            }
         }
-        server = result
-        return try result.get()
+        starting = task
+        return try await task.value
     }
 
     private static func start() throws -> Server {

@@ -1,9 +1,13 @@
+import GitKit
+
 /// Path rules for archive entries and symlink targets.
 ///
-/// An entry path is relative, `/`-separated, and every segment is a real name: no empty
-/// segments (`a//b`), no `.` or `..`, no `.git` in any letter case (git would treat it as
-/// repository metadata), no NUL byte. A leading `./` (as `tar -C dir .` writes) is accepted and
-/// stripped.
+/// An entry path is relative, `/`-separated, and every segment satisfies GitKit's
+/// `PathRules` — the rules the pipeline applies when it builds the tree, so an archive that is
+/// accepted here can be pushed: no empty segments (`a//b`), no `.` or `..`, no NUL byte, no
+/// backslash, nothing a git client on any file system would treat as `.git` (`.GIT`, `.git.`,
+/// `git~1`, `.git::$DATA`, HFS+-ignorable code points), and at most 255 bytes. A leading `./`
+/// (as `tar -C dir .` writes) is accepted and stripped.
 public enum ArchivePath {
     /// The normalized form of `raw`, or `nil` for the archive root itself (`.`, `./`).
     ///
@@ -21,7 +25,12 @@ public enum ArchivePath {
             if segment.isEmpty { throw invalid("empty path segment") }
             if segment == "." { throw invalid("'.' segment") }
             if segment == ".." { throw invalid("'..' segment") }
-            if segment.lowercased() == ".git" { throw invalid("'.git' is reserved") }
+            if PathRules.isDotGit(String(segment)) { throw invalid("'\(printable(String(segment)))' is reserved (.git)") }
+            do {
+                try PathRules.validate(component: String(segment), in: String(path))
+            } catch {
+                throw invalid(ArchivePath.printable(error.message))
+            }
             if segment.utf8.count > 255 { throw invalid("segment longer than 255 bytes") }
         }
         return String(path)
@@ -46,7 +55,7 @@ public enum ArchivePath {
                 if stack.isEmpty { throw escapes("leaves the archive root") }
                 stack.removeLast()
             default:
-                if segment.lowercased() == ".git" { throw escapes("points into '.git'") }
+                if PathRules.isDotGit(String(segment)) { throw escapes("points into '.git'") }
                 stack.append(String(segment))
             }
         }

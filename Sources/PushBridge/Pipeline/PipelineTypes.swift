@@ -41,6 +41,19 @@ public struct PipelineError: CodedError, Hashable {
             retryable: false)
     }
 
+    /// The job branch moved on the remote between our fetch and our push on every one of
+    /// ``PipelineConfiguration/maxPushAttempts`` rounds (fetch → rebuild on the new tip → push).
+    ///
+    /// Retryable: nothing was lost or overwritten (pushes are fast-forward only), and the usual
+    /// cause — a human or CI pushing to the branch in bursts — passes, so the worker re-queues the
+    /// job with backoff; after ``Job/maxAttempts`` the job fails with this code.
+    public static func branchMoved(_ branch: String, attempts: Int) -> PipelineError {
+        PipelineError(
+            code: "branch_moved",
+            message: "branch \(branch) moved on the remote before each of \(attempts) push attempts; will retry later",
+            retryable: true)
+    }
+
     /// The job's input is invalid (paths, sizes, branch names, …).
     public static func validation(_ message: String) -> PipelineError {
         PipelineError(code: "validation_error", message: message, retryable: false)

@@ -215,7 +215,9 @@ public struct PushPipeline: Sendable {
             do {
                 pushed = try await cache.push(commit: commit, to: spec.branch, expecting: branchTip, transport: git)
             } catch {
-                guard error.code == .nonFastForward, attempt < max(1, configuration.maxPushAttempts) else { throw error }
+                guard error.code == .nonFastForward else { throw error }
+                let bound = max(1, configuration.maxPushAttempts)
+                guard attempt < bound else { throw PipelineError.branchMoved(spec.branch, attempts: bound) }
                 log.info("branch moved during the job; rebuilding on the new tip", metadata: ["branch": "\(spec.branch)"])
                 fetched = try await cache.fetch(branches: [spec.branch, base], transport: git)
                 stats.bytesFetched += fetched.bytesReceived
@@ -270,10 +272,18 @@ public struct PushPipeline: Sendable {
         let observer: StepObserver?
         let logger: Logger
 
+        /// Also the pipeline's cancellation point. Task cancellation (``Job/cancelRequested`` seen by
+        /// the worker's heartbeat, or the end of the shutdown grace) is checked here, after the
+        /// finished step's checkpoint is durable and before the next step starts: a cancel seen
+        /// before the push (or pull request) step begins means that step never runs. A cancel that
+        /// lands during a step may also end it early where the lower layer honours task
+        /// cancellation; a request already sent may still take effect on Bitbucket, which the next
+        /// attempt's lookups (branch tip, open pull request) absorb.
         func done(_ checkpoint: JobCheckpoint, _ step: PipelineStep) async throws {
             try await save(checkpoint)
             logger.debug("step done", metadata: ["step": "\(step.rawValue)"])
             try await observer?(step, checkpoint)
+            try Task.checkCancellation()
         }
     }
 
