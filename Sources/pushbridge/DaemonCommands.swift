@@ -1,6 +1,7 @@
 import ArgumentParser
 import BitbucketKit
 import Foundation
+import GitKit
 import Logging
 import Prometheus
 import PushBridge
@@ -73,7 +74,8 @@ struct RotateKey: AsyncParsableCommand {
 }
 
 struct Doctor: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Check configuration, storage and files; print the redacted configuration.")
+    static let configuration = CommandConfiguration(
+        abstract: "Check configuration, storage, files, libgit2 and every connection's Bitbucket authentication; print the redacted configuration.")
     @OptionGroup var options: EnvFileOption
 
     func run() async throws {
@@ -124,11 +126,94 @@ struct Doctor: AsyncParsableCommand {
                 return bundle
             }
         }
+        await check("libgit2") {
+            let features = LibGit2.features
+            let names = [(LibGit2.Features.https, "https"), (.threads, "threads"), (.ssh, "ssh")]
+                .filter { features.contains($0.0) }.map(\.1)
+            let text = "\(LibGit2.version) (\(names.isEmpty ? "no features" : names.joined(separator: ", ")))"
+            // GitKit drives repositories from several threads, and Bitbucket speaks git over HTTPS only.
+            guard features.contains(.https), features.contains(.threads) else {
+                throw CommandFailure("\(text): pushbridge needs a libgit2 built with HTTPS and thread support")
+            }
+            return text
+        }
+        failures += await checkConnections(configuration)
         await check("systemd") {
             guard let notifier = SystemdNotifier() else { return "not under systemd (NOTIFY_SOCKET unset)" }
             return "notify socket \(notifier.socketPath), watchdog \(notifier.watchdogInterval.map { "\($0)" } ?? "off")"
         }
         if failures > 0 { throw ExitCode(1) }
+    }
+
+    /// One authenticated identity call per stored connection, through the daemon's own token
+    /// manager (so an expired access token is refreshed, and a refused refresh token marks the
+    /// connection `reauthorization-required` exactly as a job would). Prints a line per connection
+    /// naming it, its provider and workspace, and either the Bitbucket user or the error code and
+    /// message (both free of secrets by contract of `TokenError` and `BitbucketError`).
+    ///
+    /// - Returns: the number of connections that failed (an unopenable store counts as one).
+    private func checkConnections(_ configuration: PushBridgeConfiguration) async -> Int {
+        // Logs would interleave with the report on stdout: only errors, and to stderr.
+        var logger = Logger(label: "pushbridge.doctor", factory: { StreamLogHandler.standardError(label: $0) })
+        logger.logLevel = .error
+        let store: any Store
+        let services: BitbucketServices
+        do {
+            store = try await StoreFactory.open(
+                databaseURL: configuration.database.urlString, vault: try PushBridgeDaemon.vault(configuration),
+                migrate: false)
+        } catch {
+            print("FAIL  connections: cannot open the store: \(Self.describe(error))")
+            return 1
+        }
+        do {
+            services = try BitbucketServices(configuration: configuration, store: store, logger: logger)
+        } catch {
+            try? await store.close()
+            print("FAIL  connections: cannot set up Bitbucket access: \(Self.describe(error))")
+            return 1
+        }
+        // The transport's connection pool must be shut down on every path (AsyncHTTPClient traps otherwise).
+        let failures = await checkEach(store: store, services: services)
+        try? await services.shutdown()
+        try? await store.close()
+        return failures
+    }
+
+    private func checkEach(store: any Store, services: BitbucketServices) async -> Int {
+        let connections: [Connection]
+        do {
+            connections = try await store.listConnections()
+        } catch {
+            print("FAIL  connections: cannot list them: \(Self.describe(error))")
+            return 1
+        }
+        var failures = 0
+        if connections.isEmpty { print("ok    connections: none registered") }
+        for connection in connections {
+            let name = "connection \(connection.id) (\(connection.provider.rawValue), \(connection.workspace))"
+            do {
+                let client = try services.clients.client(
+                    for: connection, credentials: services.tokens.credentialProvider(connectionID: connection.id))
+                let user = try await client.currentUser()
+                print("ok    \(name): authenticated as \(user.username)")
+            } catch {
+                failures += 1
+                print("FAIL  \(name): \(Self.describe(error))")
+            }
+        }
+        return failures
+    }
+
+    /// `code: message` of a coded error; never the `description` of an unknown error type, which
+    /// could carry anything.
+    private static func describe(_ error: any Error) -> String {
+        switch error {
+        case let error as any CodedError: "\(error.code): \(error.message)"
+        case let error as BitbucketError: "bitbucket_\(error.code.rawValue): \(error.message)"
+        case let error as CommandFailure: error.description
+        default: "internal_error: \(String(describing: type(of: error)))"
+        }
     }
 }
 

@@ -12,7 +12,7 @@ import Testing
 /// swift-testing may run a copy of the test bundle from a temporary directory, so the build
 /// directory is taken from the `swift test` process that started us (`--scratch-path`, else
 /// `<package>/.build`); `PUSHBRIDGE_TEST_BINARY` overrides it.
-private let executable: URL = {
+let executable: URL = {
     if let path = ProcessInfo.processInfo.environment["PUSHBRIDGE_TEST_BINARY"] { return URL(fileURLWithPath: path) }
     var pid = getppid()
     for _ in 0..<6 where pid > 1 {
@@ -38,7 +38,7 @@ private let executable: URL = {
     }
     return TestPaths.packageRoot.appendingPathComponent(".build/debug/pushbridge")
 }()
-private let executableExists = FileManager.default.isExecutableFile(atPath: executable.path)
+let executableExists = FileManager.default.isExecutableFile(atPath: executable.path)
 
 @Suite("pushbridge CLI", .enabled(if: executableExists, "pushbridge executable not built (swift build --build-tests)"))
 struct CLITests {

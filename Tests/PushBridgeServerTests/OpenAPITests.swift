@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Logging
 import OpenAPIKit30
 import Testing
 
@@ -28,7 +29,17 @@ struct OpenAPITests {
     func routesAgree() async throws {
         let harness = try await APITestHarness.make()
         defer { try? FileManager.default.removeItem(at: harness.directory) }
-        let router = harness.api.buildRouter()
+        // With the production route extensions (OAuth, pickers): the daemon serves them too.
+        let logger = Logger(label: "openapi-test", factory: { _ in SwiftLogNoOpLogHandler() })
+        let services = try BitbucketServices(configuration: harness.configuration, store: harness.store, logger: logger)
+        let context = DaemonContext(
+            configuration: harness.configuration, store: harness.store, archives: harness.api.archives, bitbucket: services,
+            logger: logger)
+        let router = PushBridgeAPI(
+            configuration: harness.configuration, store: harness.store, archives: harness.api.archives,
+            registry: harness.api.registry, extensions: try PushBridgeDaemon.productionRoutes(context)
+        ).buildRouter()
+        try? await services.shutdown()
         try? await harness.store.close()
 
         // ":id" (router) and "{id}" (OpenAPI) are the same parameter.

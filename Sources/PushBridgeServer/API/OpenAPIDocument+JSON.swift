@@ -292,6 +292,348 @@ extension OpenAPIDocument {
         }
       }
     },
+    "/v1/connections/{id}/workspaces": {
+      "parameters": [
+        {
+          "name": "id",
+          "in": "path",
+          "required": true,
+          "description": "Connection id.",
+          "schema": {
+            "type": "string"
+          }
+        }
+      ],
+      "get": {
+        "operationId": "listConnectionWorkspaces",
+        "summary": "Workspaces the connection can see (Cloud)",
+        "description": "Bitbucket Cloud `GET /user/workspaces` through the connection's token. Data Center / Server connections answer 422 `provider_mismatch` (use `/projects`).",
+        "parameters": [
+          {
+            "name": "limit",
+            "in": "query",
+            "required": false,
+            "description": "Page size, 1 to 100 (default 25). Cloud keeps the first page's size for the pages that follow.",
+            "schema": {
+              "type": "integer",
+              "minimum": 1,
+              "maximum": 100,
+              "default": 25
+            }
+          },
+          {
+            "name": "cursor",
+            "in": "query",
+            "required": false,
+            "description": "The opaque `next` of the previous page. Only valid for the same connection, route, `workspace` and `q`.",
+            "schema": {
+              "type": "string",
+              "minLength": 1
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "One page.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/WorkspacePage"
+                }
+              }
+            }
+          },
+          "400": {
+            "description": "`invalid_cursor`: the cursor was not issued for this listing (tampered, another connection, workspace or q).",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "404": {
+            "description": "`connection_not_found`; or `bitbucket_not_found` when Bitbucket does not know the workspace/project.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "`reauthorization_required`: Bitbucket refused the refresh token; run the OAuth flow again.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "422": {
+            "description": "`provider_mismatch`: the connection is not `bitbucket-cloud` (use `/projects`); `invalid_field` for a bad `limit`, `workspace` or `q`; `token_configuration` when the provider's OAuth client is not configured.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "502": {
+            "description": "Bitbucket refused or failed: `bitbucket_<code>` (e.g. `bitbucket_forbidden`, `bitbucket_rate_limited`, `bitbucket_server_error`), or `token_refresh_failed`.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    "/v1/connections/{id}/projects": {
+      "parameters": [
+        {
+          "name": "id",
+          "in": "path",
+          "required": true,
+          "description": "Connection id.",
+          "schema": {
+            "type": "string"
+          }
+        }
+      ],
+      "get": {
+        "operationId": "listConnectionProjects",
+        "summary": "Projects the connection can see (Data Center / Server)",
+        "description": "Bitbucket Data Center `GET /rest/api/1.0/projects` through the connection's token (OAuth 2.0 or OAuth 1.0a). Cloud connections answer 422 `provider_mismatch` (use `/workspaces`).",
+        "parameters": [
+          {
+            "name": "limit",
+            "in": "query",
+            "required": false,
+            "description": "Page size, 1 to 100 (default 25). Cloud keeps the first page's size for the pages that follow.",
+            "schema": {
+              "type": "integer",
+              "minimum": 1,
+              "maximum": 100,
+              "default": 25
+            }
+          },
+          {
+            "name": "cursor",
+            "in": "query",
+            "required": false,
+            "description": "The opaque `next` of the previous page. Only valid for the same connection, route, `workspace` and `q`.",
+            "schema": {
+              "type": "string",
+              "minLength": 1
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "One page.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/ProjectPage"
+                }
+              }
+            }
+          },
+          "400": {
+            "description": "`invalid_cursor`: the cursor was not issued for this listing (tampered, another connection, workspace or q).",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "404": {
+            "description": "`connection_not_found`; or `bitbucket_not_found` when Bitbucket does not know the workspace/project.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "`reauthorization_required`: Bitbucket refused the refresh token; run the OAuth flow again.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "422": {
+            "description": "`provider_mismatch`: the connection is `bitbucket-cloud` (use `/workspaces`); `invalid_field` for a bad `limit`, `workspace` or `q`; `token_configuration` when the provider's OAuth client is not configured.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "502": {
+            "description": "Bitbucket refused or failed: `bitbucket_<code>` (e.g. `bitbucket_forbidden`, `bitbucket_rate_limited`, `bitbucket_server_error`), or `token_refresh_failed`.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    "/v1/connections/{id}/repositories": {
+      "parameters": [
+        {
+          "name": "id",
+          "in": "path",
+          "required": true,
+          "description": "Connection id.",
+          "schema": {
+            "type": "string"
+          }
+        }
+      ],
+      "get": {
+        "operationId": "listConnectionRepositories",
+        "summary": "Repositories of a workspace or project",
+        "description": "Filtered by Bitbucket itself when `q` is given (Cloud BBQL `name ~ \"q\"`, Data Center `name=` on `/rest/api/1.0/repos`). An expired access token is refreshed transparently.",
+        "parameters": [
+          {
+            "name": "workspace",
+            "in": "query",
+            "required": false,
+            "description": "Cloud workspace slug or Data Center project key (default: the connection's).",
+            "schema": {
+              "type": "string",
+              "minLength": 1,
+              "maxLength": 128
+            }
+          },
+          {
+            "name": "q",
+            "in": "query",
+            "required": false,
+            "description": "Text the repository name must contain.",
+            "schema": {
+              "type": "string",
+              "maxLength": 255
+            }
+          },
+          {
+            "name": "limit",
+            "in": "query",
+            "required": false,
+            "description": "Page size, 1 to 100 (default 25). Cloud keeps the first page's size for the pages that follow.",
+            "schema": {
+              "type": "integer",
+              "minimum": 1,
+              "maximum": 100,
+              "default": 25
+            }
+          },
+          {
+            "name": "cursor",
+            "in": "query",
+            "required": false,
+            "description": "The opaque `next` of the previous page. Only valid for the same connection, route, `workspace` and `q`.",
+            "schema": {
+              "type": "string",
+              "minLength": 1
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "One page.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/RepositoryPage"
+                }
+              }
+            }
+          },
+          "400": {
+            "description": "`invalid_cursor`: the cursor was not issued for this listing (tampered, another connection, workspace or q).",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "404": {
+            "description": "`connection_not_found`; or `bitbucket_not_found` when Bitbucket does not know the workspace/project.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "`reauthorization_required`: Bitbucket refused the refresh token; run the OAuth flow again.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "422": {
+            "description": "`invalid_field` for a bad `limit`, `workspace` or `q`; `token_configuration` when the provider's OAuth client is not configured.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "502": {
+            "description": "Bitbucket refused or failed: `bitbucket_<code>` (e.g. `bitbucket_forbidden`, `bitbucket_rate_limited`, `bitbucket_server_error`), or `token_refresh_failed`.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          }
+        }
+      }
+    },
     "/v1/archives": {
       "post": {
         "operationId": "uploadArchive",
@@ -1293,6 +1635,166 @@ extension OpenAPIDocument {
           "finishedAt": {
             "type": "string",
             "format": "date-time"
+          }
+        }
+      },
+      "PickerWorkspace": {
+        "type": "object",
+        "required": [
+          "slug",
+          "name",
+          "id",
+          "administrator"
+        ],
+        "properties": {
+          "slug": {
+            "type": "string",
+            "description": "Workspace slug: the `workspace` of other calls."
+          },
+          "name": {
+            "type": "string"
+          },
+          "id": {
+            "type": "string",
+            "nullable": true,
+            "description": "Workspace UUID."
+          },
+          "administrator": {
+            "type": "boolean",
+            "description": "Whether the connection's user administers the workspace."
+          }
+        }
+      },
+      "PickerProject": {
+        "type": "object",
+        "required": [
+          "key",
+          "name",
+          "id"
+        ],
+        "properties": {
+          "key": {
+            "type": "string",
+            "description": "Project key: the `workspace` of other calls."
+          },
+          "name": {
+            "type": "string"
+          },
+          "id": {
+            "type": "string",
+            "nullable": true
+          }
+        }
+      },
+      "PickerRepository": {
+        "type": "object",
+        "required": [
+          "slug",
+          "name",
+          "workspace",
+          "project",
+          "id",
+          "private",
+          "url",
+          "cloneUrl",
+          "defaultBranch"
+        ],
+        "properties": {
+          "slug": {
+            "type": "string"
+          },
+          "name": {
+            "type": "string"
+          },
+          "workspace": {
+            "type": "string",
+            "description": "Cloud workspace slug or Data Center project key."
+          },
+          "project": {
+            "type": "string",
+            "nullable": true,
+            "description": "Project key (Cloud: the project inside the workspace)."
+          },
+          "id": {
+            "type": "string",
+            "description": "Cloud UUID or Data Center numeric id."
+          },
+          "private": {
+            "type": "boolean"
+          },
+          "url": {
+            "type": "string",
+            "nullable": true,
+            "description": "Browser URL."
+          },
+          "cloneUrl": {
+            "type": "string",
+            "nullable": true,
+            "description": "Git URL pushbridge pushes to; never carries credentials or a user name."
+          },
+          "defaultBranch": {
+            "type": "string",
+            "nullable": true
+          }
+        }
+      },
+      "WorkspacePage": {
+        "type": "object",
+        "required": [
+          "items",
+          "next"
+        ],
+        "properties": {
+          "items": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/PickerWorkspace"
+            }
+          },
+          "next": {
+            "type": "string",
+            "nullable": true,
+            "description": "Opaque cursor of the next page (pass it as `cursor`); null on the last page."
+          }
+        }
+      },
+      "ProjectPage": {
+        "type": "object",
+        "required": [
+          "items",
+          "next"
+        ],
+        "properties": {
+          "items": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/PickerProject"
+            }
+          },
+          "next": {
+            "type": "string",
+            "nullable": true,
+            "description": "Opaque cursor of the next page (pass it as `cursor`); null on the last page."
+          }
+        }
+      },
+      "RepositoryPage": {
+        "type": "object",
+        "required": [
+          "items",
+          "next"
+        ],
+        "properties": {
+          "items": {
+            "type": "array",
+            "items": {
+              "$ref": "#/components/schemas/PickerRepository"
+            }
+          },
+          "next": {
+            "type": "string",
+            "nullable": true,
+            "description": "Opaque cursor of the next page (pass it as `cursor`); null on the last page."
           }
         }
       }
