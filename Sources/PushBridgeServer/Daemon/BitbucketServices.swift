@@ -109,6 +109,6 @@ extension PushBridgeDaemon {
 
     /// The production `/v1` route extensions (OAuth connect flows, pickers).
     public static let productionRoutes: RouteFactory = { context in
-        [PickerRoutes(context: context)]
+        [OAuthConnectRoutes(context: context), PickerRoutes(context: context)]
     }
 }
