@@ -11,12 +11,17 @@ import TestSupport
 struct DaemonShutdownTests {
     @Test("a job held in its push is finished or released at shutdown, and a second daemon completes it once")
     func shutdownDuringPush() async throws {
-        // A 1 s grace against a push the emulator holds for 6 s: the grace runs out mid-push.
+        // A 1 s grace against a push the emulator holds for 4 s: the grace runs out mid-push, and
+        // the push still ends before ServiceGroup's own escalation (grace + 5 s) would cancel everything.
         try await DaemonHarness.with(environment: ["PUSHBRIDGE_SHUTDOWN_GRACE": "1s"]) { h in
             try await h.registerConnection("acme", .bitbucketCloud)
             let ref = h.emulatorRef(.bitbucketCloud, "held")
+            // An existing repository with a `main`: the branch push is the job's only receive-pack
+            // (an empty repository would first get its base branch seeded by a push of its own).
+            let repository = try await h.emulator.createRepository(ref, projectKey: "PROJ")
+            let mainTip = try await seedCommit(in: repository.gitDirectory, files: ["README.md": Data("hello\n".utf8)])
             await h.emulator.injectFault(
-                EmulatorFault(method: "POST", path: "/acme/held.git/git-receive-pack", action: .latency(.seconds(6)), count: 1))
+                EmulatorFault(method: "POST", path: "/acme/held.git/git-receive-pack", action: .latency(.seconds(4)), count: 1))
             let source = try h.source(["app.txt": "generated\n"])
             let enqueued = try await h.request(
                 .POST, "/v1/jobs",
@@ -32,7 +37,7 @@ struct DaemonShutdownTests {
                 }
             }
             let took = try #require(try await h.stopDaemon(deadline: .seconds(60)))
-            print("daemon stopped \(took) after graceful shutdown began (grace 1 s, push held 6 s)")
+            print("daemon stopped \(took) after graceful shutdown began (grace 1 s, push held 4 s)")
 
             // Read the job straight from the database: lease and attempts are not in the API view.
             let configuration = try await ConfigurationLoader.load(environment: h.environment, envFile: .none)
@@ -55,7 +60,8 @@ struct DaemonShutdownTests {
             let result = try #require(done["result"] as? [String: Any])
             let commit = try #require(result["commit"] as? String)
             #expect(try await h.emulator.branchTip(ref, branch: "pushbridge/e2e") == commit)
-            let repository = try #require(await h.emulator.repository(ref))
+            #expect(try await runGit(["rev-parse", "\(commit)^"], in: repository.gitDirectory)
+                .trimmingCharacters(in: .whitespacesAndNewlines) == mainTip)
             let count = try await runGit(["rev-list", "--count", "main..pushbridge/e2e"], in: repository.gitDirectory)
             #expect(count.trimmingCharacters(in: .whitespacesAndNewlines) == "1")
             #expect(await h.emulator.pullRequests(in: ref).count == 1)

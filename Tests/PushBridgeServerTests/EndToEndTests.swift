@@ -247,7 +247,7 @@ struct EndToEndTests {
             expectError(
                 try await h.request(
                     .POST, "/v1/jobs",
-                    json: Self.jobJSON(connection: "acme", slug: "errors", source: #"{"archive": "\(String(repeating: "ab", count: 32))"}"#, project: "PROJ")),
+                    json: Self.jobJSON(connection: "acme", slug: "errors", source: #"{"archive": "\#(String(repeating: "ab", count: 32))"}"#, project: "PROJ")),
                 404, "archive_not_found")
             // 409
             let first = try await h.request(.POST, "/v1/jobs", json: valid, headers: [("Idempotency-Key", "k1")])

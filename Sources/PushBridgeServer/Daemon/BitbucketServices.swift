@@ -110,7 +110,9 @@ extension PushBridgeDaemon {
         if let url = configuration.webhook.url, let secret = configuration.webhook.secret {
             services.append(
                 WebhookDispatcher(
-                    store: context.store, configuration: WebhookConfiguration(url: url, secret: Secret(secret.value))))
+                    store: context.store, configuration: WebhookConfiguration(
+                        url: url, secret: Secret(secret.value),
+                        logger: context.logger)))
         }
         return services
     }
