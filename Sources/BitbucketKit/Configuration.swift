@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 
 /// Per-client settings shared by the REST and OAuth clients.
 public struct BitbucketClientOptions: Sendable {
@@ -13,19 +14,25 @@ public struct BitbucketClientOptions: Sendable {
     public var logger: Logger
     /// Waits between retries (tests inject a recorder).
     public var sleeper: any RetrySleeper
+    /// Where request metrics (`pushbridge_bitbucket_requests_total`) and the token manager's
+    /// refresh metrics go; `nil` uses the process-wide `MetricsSystem.factory`. The daemon passes
+    /// its Prometheus registry's factory so several daemons in one process (tests) stay apart.
+    public var metricsFactory: (any MetricsFactory)?
 
     public init(
         requestTimeout: Duration = .seconds(30),
         retry: RetryPolicy = .default,
         userAgent: String = "pushbridge/\(BitbucketKitVersion.current)",
         logger: Logger = Logger(label: "pushbridge.bitbucket"),
-        sleeper: any RetrySleeper = TaskSleeper()
+        sleeper: any RetrySleeper = TaskSleeper(),
+        metricsFactory: (any MetricsFactory)? = nil
     ) {
         self.requestTimeout = requestTimeout
         self.retry = retry
         self.userAgent = userAgent
         self.logger = logger
         self.sleeper = sleeper
+        self.metricsFactory = metricsFactory
     }
 }
 
@@ -78,7 +85,8 @@ extension BitbucketClientOptions {
             sleeper: sleeper,
             requestTimeout: requestTimeout,
             userAgent: userAgent,
-            logger: logger
+            logger: logger,
+            metrics: RequestMetrics(factory: metricsFactory ?? MetricsSystem.factory)
         )
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import NIOHTTP1
 
 /// Version string used in the default `User-Agent`.
@@ -61,6 +62,7 @@ struct RequestExecutor: Sendable {
     let requestTimeout: Duration
     let userAgent: String
     let logger: Logger
+    let metrics: RequestMetrics
 
     /// Sends `request` and returns the response when its status is in `accept`.
     ///
@@ -79,7 +81,14 @@ struct RequestExecutor: Sendable {
             let error: BitbucketError
             do {
                 let prepared = try prepare(request, authorization: authorization)
-                var response = try await transport.execute(prepared, timeout: requestTimeout, logger: logger)
+                var response: RawResponse
+                do {
+                    response = try await transport.execute(prepared, timeout: requestTimeout, logger: logger)
+                } catch {
+                    metrics.record(request, status: nil)
+                    throw error
+                }
+                metrics.record(request, status: response.status)
                 response.secrets = secrets
                 logger.debug(
                     "bitbucket response",
@@ -195,6 +204,56 @@ struct RequestExecutor: Sendable {
             headers.replaceOrAdd(name: "Authorization", value: header)
         }
         return PreparedRequest(method: request.method, url: request.url, headers: headers, body: request.body)
+    }
+}
+
+/// `pushbridge_bitbucket_requests_total{method, route, status}`: one count per HTTP exchange with
+/// Bitbucket (every attempt, so retries and 401 replays show), `status="error"` when no response
+/// arrived.
+struct RequestMetrics: Sendable {
+    static let label = "pushbridge_bitbucket_requests_total"
+    let factory: any MetricsFactory
+
+    func record(_ request: APIRequest, status: Int?) {
+        Counter(
+            label: Self.label,
+            dimensions: [
+                ("method", request.method.rawValue), ("route", RouteTemplate.template(of: request.url)),
+                ("status", status.map(String.init) ?? "error"),
+            ],
+            factory: factory
+        ).increment()
+    }
+}
+
+/// Reduces a request URL to a low-cardinality route template for metric labels.
+///
+/// Call sites build URLs from base URLs and path segments, so the executor cannot know which
+/// segment is a parameter. Instead, only segments from the fixed vocabulary of the Bitbucket REST,
+/// OAuth and application-link paths pushbridge calls are kept; every other segment (workspace,
+/// slug, project key, id, branch name, a deployment's context path) becomes `*`, and the query is
+/// dropped. The label set is therefore bounded by the vocabulary and ``maxSegments`` whatever
+/// names the repositories have, and never carries a token or user data.
+enum RouteTemplate {
+    static let maxSegments = 12
+    static let vocabulary: Set<String> = [
+        // Cloud REST 2.0 and OAuth
+        "2.0", "repositories", "pullrequests", "refs", "branches", "user", "workspaces", "permissions",
+        "projects", "comments", "site", "oauth2", "authorize", "access_token", "src", "commits",
+        // Data Center REST 1.0, OAuth 2.0, access tokens, application links
+        "rest", "api", "1.0", "latest", "repos", "pull-requests", "default-branch", "access-tokens", "token",
+        "users", "plugins", "servlet", "oauth", "request-token", "access-token", "applinks", "whoami",
+        "application-properties", "merge", "decline",
+    ]
+
+    static func template(of url: URL) -> String {
+        let segments = url.path.split(separator: "/", omittingEmptySubsequences: true)
+        var parts = segments.prefix(maxSegments).map { vocabulary.contains(String($0)) ? String($0) : "*" }
+        // Drop leading wildcards before the first known segment: a DC context path (`/bitbucket`)
+        // should not make the same route look different per installation.
+        if let first = parts.firstIndex(where: { $0 != "*" }) { parts.removeFirst(first) }
+        if segments.count > maxSegments { parts.append("…") }
+        return "/" + parts.joined(separator: "/")
     }
 }
 

@@ -3,6 +3,7 @@ import BitbucketKit
 import Foundation
 import GitKit
 import Logging
+import Metrics
 import Synchronization
 
 /// What ``TokenManager`` needs to refresh and mint tokens.
@@ -344,17 +345,67 @@ struct RefreshContext: Sendable {
         let stored = TokenManager.Snapshot(connection: connection, credentials: try await locked.credentials())
         if TokenManager.isUsable(stored, need, now: configuration.now(), configuration: configuration) {
             logger.debug("credentials already fresh in store", metadata: ["connection": "\(id)"])
+            if let kind = Self.refreshKind(stored.credentials) {
+                countRefresh(kind: kind, provider: connection.provider, outcome: "already_fresh")
+            }
             return stored
         }
         switch stored.credentials {
         case .accessToken:
             return stored
         case .oauth2(let o):
-            let refreshed = try await refreshOAuth2(o, connection, locked)
+            let refreshed = try await measured(kind: "oauth2", provider: connection.provider) {
+                try await refreshOAuth2(o, connection, locked)
+            }
             return TokenManager.Snapshot(connection: connection, credentials: .oauth2(refreshed))
         case .oauth1(let o):
-            let minted = try await mintGitToken(o, connection, locked)
+            let minted = try await measured(kind: "git_token", provider: connection.provider) {
+                try await mintGitToken(o, connection, locked)
+            }
             return TokenManager.Snapshot(connection: connection, credentials: .oauth1(minted))
+        }
+    }
+
+    // MARK: Metrics
+
+    /// `pushbridge_token_refreshes_total{provider, kind, outcome}`: `kind` is `oauth2` (refresh
+    /// grant) or `git_token` (HTTP access token minted for an OAuth 1.0a connection); `outcome` is
+    /// `success`, `already_fresh` (another worker or daemon refreshed while this one waited for the
+    /// lock), `reauthorization_required`, `persist_failed` or `failed`.
+    static let refreshesLabel = "pushbridge_token_refreshes_total"
+
+    private func measured<T: Sendable>(kind: String, provider: Provider, _ body: () async throws -> T) async throws -> T {
+        do {
+            let value = try await body()
+            countRefresh(kind: kind, provider: provider, outcome: "success")
+            return value
+        } catch {
+            countRefresh(kind: kind, provider: provider, outcome: Self.outcome(of: error))
+            throw error
+        }
+    }
+
+    private func countRefresh(kind: String, provider: Provider, outcome: String) {
+        Counter(
+            label: Self.refreshesLabel,
+            dimensions: [("provider", provider.rawValue), ("kind", kind), ("outcome", outcome)],
+            factory: configuration.clientOptions.metricsFactory ?? MetricsSystem.factory
+        ).increment()
+    }
+
+    static func refreshKind(_ credentials: Credentials) -> String? {
+        switch credentials {
+        case .oauth2: "oauth2"
+        case .oauth1: "git_token"
+        case .accessToken: nil
+        }
+    }
+
+    static func outcome(of error: any Error) -> String {
+        switch (error as? TokenError)?.kind {
+        case .reauthorizationRequired?: "reauthorization_required"
+        case .persistFailed?: "persist_failed"
+        default: "failed"
         }
     }
 

@@ -90,10 +90,12 @@ public struct WebhookDispatcher: Service {
     /// Polls the outbox until graceful shutdown (or cancellation). A POST in progress when shutdown
     /// begins is cancelled; its delivery stays in the outbox and is sent again after the restart.
     public func run() async throws {
+        // Graceful shutdown cancels the poll sleep; that is the normal end, not a failure (a
+        // thrown CancellationError would make ServiceGroup, and so `pushbridge serve`, fail on SIGTERM).
         try await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 await deliverDue()
-                try await Task.sleep(for: configuration.pollInterval)
+                try? await Task.sleep(for: configuration.pollInterval)
             }
         }
     }

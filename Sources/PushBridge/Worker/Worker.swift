@@ -22,6 +22,10 @@ public struct WorkerConfiguration: Sendable {
     public var shutdownGrace: Duration
     /// Delay before attempt `n + 1` after a retryable failure of attempt `n`.
     public var retryBackoff: @Sendable (Int) -> Duration
+    /// Where the worker's metrics go; `nil` uses the process-wide `MetricsSystem.factory`. The
+    /// daemon passes its Prometheus registry's factory so `/metrics` shows them without a global
+    /// bootstrap (which a process can do only once, e.g. not per test daemon).
+    public var metricsFactory: (any MetricsFactory)?
 
     public init(
         workerID: String = "worker-\(UUID().uuidString.lowercased())",
@@ -31,7 +35,8 @@ public struct WorkerConfiguration: Sendable {
         perConnectionLimit: Int = 4,
         pollInterval: Duration = .seconds(1),
         shutdownGrace: Duration = .seconds(30),
-        retryBackoff: @escaping @Sendable (Int) -> Duration = StoreOptions.defaultBackoff
+        retryBackoff: @escaping @Sendable (Int) -> Duration = StoreOptions.defaultBackoff,
+        metricsFactory: (any MetricsFactory)? = nil
     ) {
         self.workerID = workerID
         self.slots = slots
@@ -41,6 +46,7 @@ public struct WorkerConfiguration: Sendable {
         self.pollInterval = pollInterval
         self.shutdownGrace = shutdownGrace
         self.retryBackoff = retryBackoff
+        self.metricsFactory = metricsFactory
     }
 }
 
@@ -72,11 +78,12 @@ public final class Worker: Service, Sendable {
     /// Test hook forwarded to every pipeline run.
     private let stepObserver: PushPipeline.StepObserver?
 
-    private let pushedBytes = Counter(label: "pushbridge_git_pushed_bytes_total")
-    private let pushedObjects = Counter(label: "pushbridge_git_pushed_objects_total")
-    private let leaseLost = Counter(label: "pushbridge_lease_lost_total")
-    private let runningGauge = Gauge(label: "pushbridge_jobs_running")
-    private let queueDepth = Gauge(label: "pushbridge_queue_depth")
+    private let metrics: any MetricsFactory
+    private let pushedBytes: Counter
+    private let pushedObjects: Counter
+    private let leaseLost: Counter
+    private let runningGauge: Gauge
+    private let queueDepth: Gauge
 
     public init(
         store: any Store, pipeline: PushPipeline, configuration: WorkerConfiguration = .init(),
@@ -87,6 +94,13 @@ public final class Worker: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         self.stepObserver = stepObserver
+        let metrics = configuration.metricsFactory ?? MetricsSystem.factory
+        self.metrics = metrics
+        self.pushedBytes = Counter(label: "pushbridge_git_pushed_bytes_total", factory: metrics)
+        self.pushedObjects = Counter(label: "pushbridge_git_pushed_objects_total", factory: metrics)
+        self.leaseLost = Counter(label: "pushbridge_lease_lost_total", factory: metrics)
+        self.runningGauge = Gauge(label: "pushbridge_jobs_running", factory: metrics)
+        self.queueDepth = Gauge(label: "pushbridge_queue_depth", factory: metrics)
     }
 
     /// Runs the slots until graceful shutdown (or task cancellation).
@@ -241,9 +255,11 @@ public final class Worker: Service, Sendable {
     }
 
     private func finished(_ job: Job, provider: String, started: ContinuousClock.Instant, log: Logger) async {
-        Counter(label: "pushbridge_jobs_total", dimensions: [("state", job.state.rawValue), ("provider", provider)])
-            .increment()
-        Timer(label: "pushbridge_job_duration_seconds", dimensions: [("provider", provider)])
+        Counter(
+            label: "pushbridge_jobs_total", dimensions: [("state", job.state.rawValue), ("provider", provider)],
+            factory: metrics
+        ).increment()
+        Timer(label: "pushbridge_job_duration_seconds", dimensions: [("provider", provider)], factory: metrics)
             .recordNanoseconds(Self.nanoseconds(ContinuousClock.now - started))
         do {
             _ = try await store.enqueueWebhook(jobID: job.id, body: try Self.webhookBody(job))

@@ -109,7 +109,9 @@ public struct PushBridgeAPI: Sendable {
         if let base = try Self.url(body.baseUrl, field: "baseUrl") {
             apiURL = apiURL ?? base
             siteURL = siteURL ?? base
-            gitURL = gitURL ?? (body.provider == .bitbucketCloud ? base : base.appendingPathComponent("scm"))
+            // Both clients append their own path (`/{workspace}/{slug}.git`, `/scm/{key}/{slug}.git`)
+            // to the git base, so the base URL is the git base for every provider.
+            gitURL = gitURL ?? base
         } else if body.provider != .bitbucketCloud,
             (apiURL ?? configuration.dataCenter.apiURL) == nil
         {

@@ -2,6 +2,7 @@ import BitbucketKit
 import Foundation
 import GitKit
 import Logging
+import Metrics
 import PushBridge
 import ServiceLifecycle
 
@@ -20,16 +21,22 @@ public struct BitbucketServices: Sendable {
 
     /// Builds the transport (CA bundle, proxy), token manager and client factory.
     ///
+    /// - Parameter metricsFactory: Receives Bitbucket request, token refresh and worker metrics
+    ///   (`nil`: the process-wide `MetricsSystem.factory`).
+    ///
     /// - Throws: `BitbucketError` for a bad CA bundle or proxy, or when the OAuth 1.0a key file is
     ///   unreadable or not a PKCS#8 RSA key.
-    public init(configuration: PushBridgeConfiguration, store: any Store, logger: Logger) throws {
+    public init(
+        configuration: PushBridgeConfiguration, store: any Store, logger: Logger,
+        metricsFactory: (any MetricsFactory)? = nil
+    ) throws {
         var proxy: ProxyConfiguration?
         if let url = configuration.httpsProxy?.value.absoluteString {
             proxy = try ProxyConfiguration(url: url)
         }
         let transport = try BitbucketHTTPTransport(
             configuration: HTTPTransportConfiguration(caBundlePath: configuration.caBundle, proxy: proxy))
-        let clientOptions = BitbucketClientOptions(logger: logger)
+        let clientOptions = BitbucketClientOptions(logger: logger, metricsFactory: metricsFactory)
         let defaults = CloudEndpoints.production
         let cloud = CloudEndpoints(
             apiBaseURL: configuration.cloud.apiURL ?? defaults.apiBaseURL,
@@ -96,13 +103,16 @@ extension PushBridgeDaemon {
                 store: context.store, pipeline: pipeline,
                 configuration: WorkerConfiguration(
                     slots: configuration.workers, leaseDuration: configuration.jobLease,
-                    perConnectionLimit: configuration.perConnectionJobs, shutdownGrace: configuration.shutdownGrace),
+                    perConnectionLimit: configuration.perConnectionJobs, shutdownGrace: configuration.shutdownGrace,
+                    metricsFactory: bitbucket.clientOptions.metricsFactory),
                 logger: context.logger)
         ]
         if let url = configuration.webhook.url, let secret = configuration.webhook.secret {
             services.append(
                 WebhookDispatcher(
-                    store: context.store, configuration: WebhookConfiguration(url: url, secret: Secret(secret.value))))
+                    store: context.store, configuration: WebhookConfiguration(
+                        url: url, secret: Secret(secret.value),
+                        logger: context.logger)))
         }
         return services
     }

@@ -63,7 +63,11 @@ public struct PushBridgeDaemon: Sendable {
         let store = try await StoreFactory.open(
             databaseURL: configuration.database.urlString, vault: try Self.vault(configuration))
         do {
-            let bitbucket = try BitbucketServices(configuration: configuration, store: store, logger: logger)
+            // Metrics go to this daemon's registry explicitly: the global MetricsSystem can be
+            // bootstrapped once per process, which would tie every daemon in a test process to one registry.
+            let bitbucket = try BitbucketServices(
+                configuration: configuration, store: store, logger: logger,
+                metricsFactory: PrometheusMetricsFactory(registry: registry))
             do {
                 try await runServices(store: store, bitbucket: bitbucket)
             } catch {

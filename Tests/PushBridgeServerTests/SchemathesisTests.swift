@@ -1,0 +1,87 @@
+import Foundation
+import GitHTTPServer
+import Testing
+
+@testable import PushBridgeServer
+
+/// Property-based conformance of the running daemon to its own OpenAPI document.
+@Suite("Schemathesis against the running daemon")
+struct SchemathesisTests {
+    /// `schemathesis` from PATH (or pyenv's shims), if installed.
+    static let executable: URL? = {
+        var directories = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
+        directories.append(NSHomeDirectory() + "/.pyenv/shims")
+        for directory in directories {
+            let candidate = URL(fileURLWithPath: directory).appendingPathComponent("schemathesis")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        }
+        return nil
+    }()
+
+    static let tokenVariable = "PUSHBRIDGE_SCHEMATHESIS_TOKEN"
+
+    /// The bearer token reaches schemathesis through an environment variable that the config file
+    /// names (`${…}`), never through its command line (visible in `ps`).
+    static let config = """
+        headers = { Authorization = "Bearer ${\(tokenVariable)}" }
+        seed = 20261125
+        workers = 1
+        continue-on-failure = true
+
+        [generation]
+        max-examples = 12
+
+        [phases.examples]
+        enabled = true
+        [phases.coverage]
+        enabled = true
+        [phases.fuzzing]
+        enabled = true
+        [phases.stateful]
+        enabled = false
+
+        [checks]
+        enabled = false
+        not_a_server_error.enabled = true
+        status_code_conformance.enabled = true
+        content_type_conformance.enabled = true
+        response_schema_conformance.enabled = true
+        """
+
+    @Test(
+        "no 5xx, and status codes, content types and bodies conform to openapi.json",
+        .enabled(if: executable != nil, "schemathesis is not installed (scripts/setup.sh --test installs it)"))
+    func conformance() async throws {
+        let executable = try #require(Self.executable)
+        try await DaemonHarness.with { h in
+            try await h.registerConnection("acme", .bitbucketCloud)
+            let configFile = h.directory.appending("schemathesis.toml")
+            try Data(Self.config.utf8).write(to: configFile)
+            var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PUSHBRIDGE_") }
+            environment[Self.tokenVariable] = DaemonHarness.apiToken
+            environment["NO_COLOR"] = "1"
+            environment["SCHEMATHESIS_HOOKS"] = nil
+            let arguments = [
+                "--config-file", configFile.path, "run", "\(h.baseURL)/openapi.json", "--url", h.baseURL,
+                "--report", "junit", "--report-dir", h.directory.appending("schemathesis-report").path,
+            ]
+            #expect(!arguments.joined(separator: " ").contains(DaemonHarness.apiToken))
+            let childEnvironment = environment
+            let result = try await withDeadline(.seconds(180), "schemathesis") {
+                try await ChildProcess.run(
+                    executable: executable, arguments: arguments, environment: childEnvironment,
+                    currentDirectory: h.directory.url)
+            }
+            let output = result.standardOutputString
+            let summary = output.split(separator: "\n").filter {
+                $0.contains("API Operations") || $0.contains("Test cases") || $0.contains("Selected")
+                    || $0.contains("Tested") || $0.contains("passed") || $0.contains("failed") || $0.contains("Failures")
+                    || $0.contains("seconds")
+            }
+            print("schemathesis summary: \(summary.joined(separator: " | "))")
+            #expect(result.succeeded, "schemathesis found failures:\n\(output)\n\(result.standardErrorString)")
+            #expect(!output.contains(DaemonHarness.apiToken))
+            h.expectNoSecretsLeaked()
+        }
+    }
+}
