@@ -25,7 +25,9 @@ struct Demo: AsyncParsableCommand {
     func run() async throws {
         let stateDirectory = FileManager.default.temporaryDirectory
             .appendingPathComponent("pushbridge-demo-\(UUID().uuidString.prefix(8))").resolvingSymlinksInPath().path
-        try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        // 0700: it holds the env file, the database and the git caches of this run.
+        try FileManager.default.createDirectory(
+            atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         var succeeded = false
         do {
             try await DemoRun(stateDirectory: stateDirectory).run()

@@ -2,8 +2,7 @@ import Foundation
 
 /// The demo's named checks, printed as one `ok`/`FAIL` line each after the report; the demo exits
 /// non-zero when any failed.
-final class DemoChecks: @unchecked Sendable {
-    // Only touched from the demo's single sequential task.
+final class DemoChecks {
     private(set) var passed = 0
     private(set) var failed: [String] = []
     private var lines: [String] = []
