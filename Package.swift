@@ -190,7 +190,9 @@ let package = Package(
                 "PushBridgeServer",
                 "BitbucketEmulator",
                 "TestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
                 .product(name: "OpenAPIKit30", package: "OpenAPIKit"),
             ]
         ),

@@ -120,15 +120,37 @@ struct Connections: AsyncParsableCommand {
     }
 
     struct Authorize: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print the Bitbucket URL that (re)authorizes a connection.")
+        static let configuration = CommandConfiguration(
+            abstract: "Print the Bitbucket URL that authorizes a new connection or re-authorizes an existing one.",
+            discussion: """
+                Open the URL in a browser signed in to Bitbucket; after approval Bitbucket sends the browser to \
+                the daemon's callback (PUSHBRIDGE_PUBLIC_URL), which stores the tokens. The URL is single-use \
+                and expires after PUSHBRIDGE_OAUTH_STATE_TTL.
+                """)
         @OptionGroup var client: ClientOptions
-        @Argument var id: String
+        @Argument(help: "Connection id (new, or existing to re-authorize).") var id: String
+        @Option(help: "bitbucket-cloud, bitbucket-datacenter or bitbucket-server (default: the existing connection's).")
+        var provider: String?
+        @Option(help: "Cloud workspace, or DC/Server project key (required for a new connection).") var workspace: String?
+        @Option(help: "Data Center / Server base URL (new connection; default PUSHBRIDGE_DC_API_URL).") var baseUrl: String?
+
         func run() async throws {
             try await clientCall {
                 let api = try await client.client()
-                let connection = try await api.object(.GET, "/v1/connections/\(percentEncoded(id))")
-                let provider = connection["provider"] as? String ?? ""
-                let answer = try await api.object(.GET, "/v1/oauth/\(provider)/authorize?connection=\(percentEncoded(id))")
+                var provider = self.provider
+                if provider == nil {
+                    do {
+                        let connection = try await api.object(.GET, "/v1/connections/\(percentEncoded(id))")
+                        provider = connection["provider"] as? String
+                    } catch let error as APIClientError where error.code == "connection_not_found" {
+                        throw CommandFailure("connection \(id) does not exist: --provider is required for a new connection")
+                    }
+                }
+                var query = ["connection=\(percentEncoded(id))"]
+                if let workspace { query.append("workspace=\(percentEncoded(workspace))") }
+                if let baseUrl { query.append("baseUrl=\(percentEncoded(baseUrl))") }
+                let answer = try await api.object(
+                    .GET, "/v1/oauth/\(percentEncoded(provider ?? ""))/authorize?" + query.joined(separator: "&"))
                 print(answer["url"] as? String ?? "")
             }
         }

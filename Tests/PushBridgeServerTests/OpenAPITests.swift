@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Logging
 import OpenAPIKit30
 import Testing
 
@@ -28,7 +29,17 @@ struct OpenAPITests {
     func routesAgree() async throws {
         let harness = try await APITestHarness.make()
         defer { try? FileManager.default.removeItem(at: harness.directory) }
-        let router = harness.api.buildRouter()
+        // The production route extensions (OAuth flows, …) are part of the API as `serve` runs it.
+        let bitbucket = try BitbucketServices(
+            configuration: harness.configuration, store: harness.store, logger: Logger(label: "openapi-test"))
+        let context = DaemonContext(
+            configuration: harness.configuration, store: harness.store, archives: harness.api.archives,
+            bitbucket: bitbucket, logger: Logger(label: "openapi-test"))
+        let api = PushBridgeAPI(
+            configuration: harness.configuration, store: harness.store, archives: harness.api.archives,
+            registry: harness.api.registry, extensions: try PushBridgeDaemon.productionRoutes(context))
+        let router = api.buildRouter()
+        try? await bitbucket.shutdown()
         try? await harness.store.close()
 
         // ":id" (router) and "{id}" (OpenAPI) are the same parameter.

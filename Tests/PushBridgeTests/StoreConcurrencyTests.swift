@@ -96,9 +96,9 @@ import Testing
             _ = try await (first, second)
             switch backend {
             case .sqlite:
-                #expect(try await (a as! SQLiteStore).appliedMigrations() == ["v1-initial"])
+                #expect(try await (a as! SQLiteStore).appliedMigrations() == ["v1-initial", "v2-oauth-states"])
             case .postgres:
-                #expect(try await (a as! PostgresStore).appliedMigrations() == [1])
+                #expect(try await (a as! PostgresStore).appliedMigrations() == [1, 2])
             }
             try await a.ping()
         }
@@ -132,7 +132,7 @@ import Testing
         #expect(try await reopened.job(id: queued.id)?.state == .queued)
         #expect(try await reopened.enqueue(makeSpec(branch: "q"), idempotencyKey: "k").created == false)
         #expect(try await reopened.dueWebhooks(limit: 5).map(\.id) == [hook.id])
-        #expect(try await (reopened as! SQLiteStore).appliedMigrations() == ["v1-initial"])
+        #expect(try await (reopened as! SQLiteStore).appliedMigrations() == ["v1-initial", "v2-oauth-states"])
         try await reopened.close()
     }
 

@@ -137,6 +137,11 @@ public final class PostgresStore: Store {
             """,
             "CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_at, id) WHERE delivered_at IS NULL",
         ]),
+        (2, "oauth-states", [
+            // Nonces of consumed OAuth `state` values (single use across daemons).
+            "CREATE TABLE oauth_states (nonce TEXT PRIMARY KEY, expires_at BIGINT NOT NULL)",
+            "CREATE INDEX oauth_states_expiry ON oauth_states (expires_at)",
+        ]),
     ]
 
     public func migrate() async throws {
@@ -176,6 +181,22 @@ public final class PostgresStore: Store {
     public func close() async throws {
         runTask.cancel()
         await runTask.value
+    }
+
+    // MARK: OAuth state
+
+    public func consumeOAuthState(nonce: String, expiresAt: Date) async throws -> Bool {
+        let now = Millis.from(options.now())
+        return try await operation("consuming OAuth state") {
+            try await self.exec("DELETE FROM oauth_states WHERE expires_at <= \(now)")
+            // The primary key decides between concurrent callbacks: exactly one INSERT returns a row.
+            let rows = try await self.rows(
+                """
+                INSERT INTO oauth_states (nonce, expires_at) VALUES (\(nonce), \(Millis.from(expiresAt)))
+                ON CONFLICT (nonce) DO NOTHING RETURNING nonce
+                """)
+            return !rows.isEmpty
+        }
     }
 
     // MARK: Connections

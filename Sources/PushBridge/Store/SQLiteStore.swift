@@ -99,6 +99,16 @@ public final class SQLiteStore: Store {
                 );
                 """)
         }
+        migrator.registerMigration("v2-oauth-states") { db in
+            // Nonces of consumed OAuth `state` values (single use across processes).
+            try db.execute(sql: """
+                CREATE TABLE oauth_states (
+                    nonce TEXT PRIMARY KEY NOT NULL,
+                    expires_at INTEGER NOT NULL
+                );
+                CREATE INDEX oauth_states_expiry ON oauth_states(expires_at);
+                """)
+        }
         return migrator
     }()
 
@@ -117,6 +127,19 @@ public final class SQLiteStore: Store {
 
     public func close() async throws {
         do { try pool.close() } catch { throw Self.mapError(error, "closing") }
+    }
+
+    // MARK: OAuth state
+
+    public func consumeOAuthState(nonce: String, expiresAt: Date) async throws -> Bool {
+        let now = Millis.from(options.now())
+        return try await write { db in
+            try db.execute(sql: "DELETE FROM oauth_states WHERE expires_at <= ?", arguments: [now])
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO oauth_states (nonce, expires_at) VALUES (?, ?)",
+                arguments: [nonce, Millis.from(expiresAt)])
+            return db.changesCount > 0
+        }
     }
 
     // MARK: Connections

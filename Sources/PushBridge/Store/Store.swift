@@ -144,6 +144,14 @@ public protocol Store: Sendable {
     /// (`pushbridge rotate-key`). Returns the number of rows re-sealed.
     func rotateKey() async throws -> Int
 
+    // MARK: OAuth state
+
+    /// Marks the `state` nonce of an OAuth authorization as used, so a callback is honoured once
+    /// across every daemon sharing the database. Returns `true` the first time a nonce is seen and
+    /// `false` on a replay. Rows whose `expiresAt` has passed (by ``StoreOptions/now``) are purged
+    /// on the way: once expired, the signed state itself is refused, so the row is no longer needed.
+    func consumeOAuthState(nonce: String, expiresAt: Date) async throws -> Bool
+
     // MARK: Jobs
 
     /// Queues a job. With an idempotency key: the same key and the same body (by

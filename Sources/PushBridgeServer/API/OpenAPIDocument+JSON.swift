@@ -292,6 +292,246 @@ extension OpenAPIDocument {
         }
       }
     },
+    "/v1/oauth/{provider}/authorize": {
+      "get": {
+        "operationId": "authorizeConnection",
+        "summary": "Start the OAuth flow that creates or re-authorizes a connection",
+        "description": "Redirects to Bitbucket's authorize page. The URL carries a signed (HMAC-SHA256, key derived from the master key), expiring (`PUSHBRIDGE_OAUTH_STATE_TTL`), single-use `state` bound to provider, connection, workspace and base URL; Data Center adds PKCE S256; for `bitbucket-server` pushbridge first obtains an OAuth 1.0a request token (RSA-SHA1) whose `oauth_callback` carries the state and redirects to `<base>/plugins/servlet/oauth/authorize`. Bitbucket sends the browser back to `<PUSHBRIDGE_PUBLIC_URL>/v1/oauth/{provider}/callback`.",
+        "parameters": [
+          {
+            "name": "provider",
+            "in": "path",
+            "required": true,
+            "description": "`bitbucket-cloud`, `bitbucket-datacenter` or `bitbucket-server` (OAuth 1.0a application link).",
+            "schema": {
+              "$ref": "#/components/schemas/Provider"
+            }
+          },
+          {
+            "name": "connection",
+            "in": "query",
+            "required": true,
+            "description": "Connection id: new, or existing (re-authorization).",
+            "schema": {
+              "type": "string",
+              "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"
+            }
+          },
+          {
+            "name": "workspace",
+            "in": "query",
+            "required": false,
+            "description": "Cloud workspace or DC/Server project key; required for a new connection, must match when given for an existing one.",
+            "schema": {
+              "type": "string",
+              "minLength": 1,
+              "maxLength": 128
+            }
+          },
+          {
+            "name": "baseUrl",
+            "in": "query",
+            "required": false,
+            "description": "Data Center / Server base URL of a new connection (default `PUSHBRIDGE_DC_API_URL`).",
+            "schema": {
+              "type": "string",
+              "format": "uri"
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "With `Accept: application/json`: the authorize URL instead of a redirect.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/OAuthAuthorization"
+                }
+              }
+            }
+          },
+          "302": {
+            "description": "Redirect to Bitbucket's authorize page.",
+            "headers": {
+              "Location": {
+                "description": "The Bitbucket authorize URL.",
+                "schema": {
+                  "type": "string",
+                  "format": "uri"
+                }
+              }
+            }
+          },
+          "401": {
+            "$ref": "#/components/responses/Unauthorized"
+          },
+          "404": {
+            "description": "Unknown provider.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "422": {
+            "description": "`invalid_field` (connection, workspace, baseUrl) or `oauth_not_configured` (the provider's OAuth client / application link is not configured).",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "502": {
+            "description": "`oauth_exchange_failed`: Bitbucket refused the OAuth 1.0a request-token call.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          }
+        }
+      }
+    },
+    "/v1/oauth/{provider}/callback": {
+      "get": {
+        "operationId": "oauthCallback",
+        "summary": "OAuth callback: exchange the code or verifier and store the connection",
+        "description": "Reached by the user's browser, so it needs no bearer token: the signed single-use `state` protects it. Creates the connection with its tokens sealed, or replaces the credentials of an existing one and sets it `active`.",
+        "security": [],
+        "parameters": [
+          {
+            "name": "provider",
+            "in": "path",
+            "required": true,
+            "description": "`bitbucket-cloud`, `bitbucket-datacenter` or `bitbucket-server` (OAuth 1.0a application link).",
+            "schema": {
+              "$ref": "#/components/schemas/Provider"
+            }
+          },
+          {
+            "name": "state",
+            "in": "query",
+            "required": true,
+            "description": "The state issued by the authorize route.",
+            "schema": {
+              "type": "string"
+            }
+          },
+          {
+            "name": "code",
+            "in": "query",
+            "required": false,
+            "description": "OAuth 2.0 authorization code.",
+            "schema": {
+              "type": "string"
+            }
+          },
+          {
+            "name": "error",
+            "in": "query",
+            "required": false,
+            "description": "OAuth 2.0 error from Bitbucket (`access_denied`, ...).",
+            "schema": {
+              "type": "string"
+            }
+          },
+          {
+            "name": "oauth_token",
+            "in": "query",
+            "required": false,
+            "description": "OAuth 1.0a request token.",
+            "schema": {
+              "type": "string"
+            }
+          },
+          {
+            "name": "oauth_verifier",
+            "in": "query",
+            "required": false,
+            "description": "OAuth 1.0a verifier.",
+            "schema": {
+              "type": "string"
+            }
+          }
+        ],
+        "responses": {
+          "200": {
+            "description": "The connection, created or re-authorized.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "type": "object",
+                  "required": [
+                    "connection"
+                  ],
+                  "properties": {
+                    "connection": {
+                      "$ref": "#/components/schemas/Connection"
+                    }
+                  }
+                }
+              }
+            }
+          },
+          "400": {
+            "description": "`invalid_oauth_state` (missing, forged, expired, replayed or for another provider), `authorization_denied` (the user denied access) or `invalid_oauth_callback` (no code / verifier).",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "404": {
+            "description": "Unknown provider, or the connection being re-authorized was deleted.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "409": {
+            "description": "`connection_exists`: a connection with this id was created meanwhile.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "422": {
+            "description": "`oauth_not_configured`.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          },
+          "502": {
+            "description": "`oauth_exchange_failed`: Bitbucket refused the code or verifier exchange.",
+            "content": {
+              "application/json": {
+                "schema": {
+                  "$ref": "#/components/schemas/Error"
+                }
+              }
+            }
+          }
+        }
+      }
+    },
     "/v1/archives": {
       "post": {
         "operationId": "uploadArchive",
@@ -1293,6 +1533,25 @@ extension OpenAPIDocument {
           "finishedAt": {
             "type": "string",
             "format": "date-time"
+          }
+        }
+      },
+      "OAuthAuthorization": {
+        "type": "object",
+        "required": [
+          "url",
+          "expiresAt"
+        ],
+        "properties": {
+          "url": {
+            "type": "string",
+            "format": "uri",
+            "description": "Bitbucket authorize URL to open in a browser."
+          },
+          "expiresAt": {
+            "type": "string",
+            "format": "date-time",
+            "description": "When the URL's state expires."
           }
         }
       }

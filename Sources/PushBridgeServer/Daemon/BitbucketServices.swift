@@ -108,7 +108,7 @@ extension PushBridgeDaemon {
     }
 
     /// The production `/v1` route extensions (OAuth connect flows, pickers).
-    public static let productionRoutes: RouteFactory = { _ in
-        []
+    public static let productionRoutes: RouteFactory = { context in
+        [OAuthConnectRoutes(context: context)]
     }
 }
