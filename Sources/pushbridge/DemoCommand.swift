@@ -3,424 +3,269 @@ import AsyncHTTPClient
 import BitbucketEmulator
 import BitbucketKit
 import Foundation
-import GitKit
 import Logging
 import PushBridge
+import PushBridgeServer
 
-/// `pushbridge demo`: the whole push path end to end against a local Bitbucket emulator, on
-/// embedded defaults, in a throw-away state directory.
+/// `pushbridge demo`: the product path end to end on a fresh machine.
 ///
-/// Everything runs through the production components (OAuth code flow, SQLite store + vault,
-/// TokenManager, CloudClient, libgit2 RemoteCache); the result is then checked independently with
-/// the `git` CLI and the emulator's own state, and the command fails unless every check passed.
+/// Starts the Bitbucket emulator in-process and the daemon as a real child process (`serve
+/// --env-file`, SQLite in a throw-away state directory), connects a Cloud workspace through the
+/// daemon's OAuth routes while playing the user's browser, pushes two generations of a sample app
+/// through `POST /v1/jobs` (a directory source, then an uploaded archive), and verifies the result
+/// independently with the `git` CLI and the emulator's state. Exits 0 only when every check passed.
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
-        abstract: "Push a sample generated app to a local Bitbucket emulator and open a pull request.")
+        abstract: "Start a local Bitbucket emulator and the daemon, connect via OAuth, push a sample app as a pull request.")
 
-    @Flag(name: .long, help: "Keep the temporary state directory (printed) instead of deleting it.")
+    @Flag(name: .long, help: "Keep the temporary state directory (printed) instead of deleting it; it is always kept on failure.")
     var keep = false
 
+    func run() async throws {
+        let stateDirectory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("pushbridge-demo-\(UUID().uuidString.prefix(8))").resolvingSymlinksInPath().path
+        // 0700: it holds the env file, the database and the git caches of this run.
+        try FileManager.default.createDirectory(
+            atPath: stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        var succeeded = false
+        do {
+            try await DemoRun(stateDirectory: stateDirectory).run()
+            succeeded = true
+        } catch {
+            printError("demo FAILED: \(error)")
+        }
+        if keep || !succeeded {
+            print("state directory kept: \(stateDirectory)")
+        } else {
+            try? FileManager.default.removeItem(atPath: stateDirectory)
+        }
+        if !succeeded { throw ExitCode.failure }
+    }
+}
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+/// A job as `GET /v1/jobs/{id}` shows it (the fields the demo reads).
+struct DemoJob: Decodable {
+    var id: String
+    var state: String
+    var attempts: Int
+    var result: JobResult?
+    var error: JobError?
+
+    var isTerminal: Bool { ["succeeded", "failed", "cancelled"].contains(state) }
+}
+
+/// One run of the demo in its state directory.
+struct DemoRun {
     static let workspace = "acme"
     static let username = "demo-user"
     static let clientID = "pushbridge-demo"
-    static let callback = "http://127.0.0.1:1/v1/oauth/bitbucket-cloud/callback"
     static let connectionID = "acme-cloud"
+    static let provider = "bitbucket-cloud"
     static let slug = "demo-app"
     static let branch = "pushbridge/demo-app"
     static let baseBranch = "main"
 
-    func run() async throws {
-        let stateDir = FileManager.default.temporaryDirectory
-            .appendingPathComponent("pushbridge-demo-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
-        defer {
-            if keep { print("state directory kept: \(stateDir)") } else { try? FileManager.default.removeItem(atPath: stateDir) }
-        }
-        do {
-            try await DemoRun(stateDir: stateDir).run()
-        } catch {
-            let code = (error as? any CodedError)?.code ?? (error as? BitbucketError)?.code.rawValue
-                ?? (error as? GitError)?.code.rawValue
-            printError("demo FAILED: \(code.map { "[\($0)] " } ?? "")\(error)")
-            throw ExitCode.failure
-        }
-    }
-}
+    static func commitMessage(_ generation: Int) -> String { "Generate demo-app (generation \(generation))" }
+    static func pullRequestTitle(_ generation: Int) -> String { "Generated app: demo-app (generation \(generation))" }
 
-private func printError(_ message: String) {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
-}
-
-/// A failed demo check.
-struct DemoCheckError: Error, CustomStringConvertible {
-    let message: String
-    var description: String { message }
-}
-
-/// One file of the sample app.
-private struct SampleFile {
-    let path: String
-    let contents: [UInt8]
-    let executable: Bool
-
-    init(_ path: String, _ text: String, executable: Bool = false) {
-        self.init(path, Array(text.utf8), executable: executable)
-    }
-    init(_ path: String, _ bytes: [UInt8], executable: Bool = false) {
-        self.path = path
-        self.contents = bytes
-        self.executable = executable
-    }
-    var mode: String { executable ? "100755" : "100644" }
-}
-
-private struct DemoRun {
-    let stateDir: String
+    let stateDirectory: String
     let quiet = Logger(label: "pushbridge.demo") { _ in SwiftLogNoOpLogHandler() }
 
-    // MARK: Sample app
-
-    static let repositoryReadme = SampleFile("README.md", "# demo-app\n\nRepository created by `pushbridge demo`.\n")
-
-    static let generation1: [SampleFile] = [
-        SampleFile("docs/OVERVIEW.md", "# Demo app\n\nGenerated by pushbridge demo, generation 1.\n"),
-        SampleFile("src/app/main.py", "from app.util.greet import greet\n\nprint(greet(\"world\"))\n"),
-        SampleFile("src/app/util/greet.py", "def greet(name):\n    return f\"Hello, {name}!\"\n"),
-        SampleFile("bin/run.sh", "#!/bin/sh\nset -eu\nexec python3 -m app.main \"$@\"\n", executable: true),
-        SampleFile("assets/logo.bin", (0..<256).map { UInt8($0) } + [0x00, 0xFF, 0x0A, 0x0D, 0x00]),
-    ]
-
-    /// Generation 2: two files changed, one added.
-    static let generation2: [SampleFile] = {
-        var files = generation1.filter { $0.path != "docs/OVERVIEW.md" && $0.path != "src/app/main.py" }
-        files.append(SampleFile("docs/OVERVIEW.md", "# Demo app\n\nGenerated by pushbridge demo, generation 2.\n"))
-        files.append(SampleFile("src/app/main.py", "import sys\nfrom app.util.greet import greet\n\nprint(greet(sys.argv[1] if len(sys.argv) > 1 else \"world\"))\n"))
-        files.append(SampleFile("src/app/config.json", "{\"greeting\": \"Hello\", \"generation\": 2}\n"))
-        return files
-    }()
-
-    func writeApp(_ files: [SampleFile], generation: Int) throws -> String {
-        let dir = (stateDir as NSString).appendingPathComponent("generated/gen\(generation)")
-        for file in files {
-            let path = (dir as NSString).appendingPathComponent(file.path)
-            try FileManager.default.createDirectory(
-                atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            try Data(file.contents).write(to: URL(fileURLWithPath: path))
-            try FileManager.default.setAttributes(
-                [.posixPermissions: file.executable ? 0o755 : 0o644], ofItemAtPath: path)
-        }
-        return dir
-    }
-
-    // MARK: Run
+    func path(_ component: String) -> String { (stateDirectory as NSString).appendingPathComponent(component) }
 
     func run() async throws {
-        // 1. Emulator with a workspace, a user and an OAuth consumer.
+        print("pushbridge demo: state directory \(stateDirectory)")
         var emulatorConfiguration = EmulatorConfiguration()
-        emulatorConfiguration.repositoriesDirectory = URL(fileURLWithPath: (stateDir as NSString).appendingPathComponent("emulator-repos"))
+        emulatorConfiguration.repositoriesDirectory = URL(fileURLWithPath: path("emulator-repos"))
         let emulator = try await BitbucketEmulator.start(configuration: emulatorConfiguration, logger: quiet)
-        let transport: BitbucketHTTPTransport
+        // Plays the user's browser: never follows redirects, so each hop is checked.
+        let browser = HTTPClient(
+            eventLoopGroupProvider: .singleton,
+            configuration: .init(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5), read: .seconds(30))))
         do {
-            transport = try BitbucketHTTPTransport(configuration: .init(connectTimeout: .seconds(5)))
+            try await withEmulator(emulator, browser: browser)
         } catch {
+            try? await browser.shutdown()
             try? await emulator.stop()
             throw error
         }
-        do {
-            try await body(emulator: emulator, transport: transport)
-        } catch {
-            try? await transport.shutdown()
-            try? await emulator.stop()
-            throw error
-        }
-        try await transport.shutdown()
+        try await browser.shutdown()
         try await emulator.stop()
     }
 
-    func body(emulator: BitbucketEmulator, transport: BitbucketHTTPTransport) async throws {
-        // The consumer secret is generated per run: nothing secret is embedded in the binary.
-        let clientSecret = Secret(MasterKey.generate().exportBase64())
-        try await emulator.createUser(Demo.username, displayName: "Demo User")
-        try await emulator.createWorkspace(Demo.workspace, name: "Acme", administrators: [Demo.username])
-        _ = try await emulator.createCloudProject(workspace: Demo.workspace, key: "DEMO", name: "Demo")
-        try await emulator.registerOAuth2Client(OAuth2ClientRegistration(
-            product: .cloud, clientID: Demo.clientID, clientSecret: clientSecret.reveal(), redirectURI: Demo.callback,
-            ownerUsername: Demo.username))
-        await emulator.setAuthorizingUser(Demo.username, for: .cloud)
-        print("emulator: \(emulator.endpoints.root.absoluteString) (workspace \(Demo.workspace), user \(Demo.username), consumer \(Demo.clientID))")
+    private func withEmulator(_ emulator: BitbucketEmulator, browser: HTTPClient) async throws {
+        try await emulator.createUser(Self.username, displayName: "Demo User")
+        try await emulator.createWorkspace(Self.workspace, name: "Acme", administrators: [Self.username])
+        _ = try await emulator.createCloudProject(workspace: Self.workspace, key: "DEMO", name: "Demo")
+        await emulator.setAuthorizingUser(Self.username, for: .cloud)
+        print("emulator: \(emulator.endpoints.root.absoluteString) (Cloud workspace \(Self.workspace), user \(Self.username))")
 
-        let endpoints = CloudEndpoints(
-            apiBaseURL: emulator.endpoints.cloudAPI, siteURL: emulator.endpoints.cloudSite,
-            gitBaseURL: emulator.endpoints.cloudGit)
-        let clientOptions = BitbucketClientOptions(logger: quiet)
-
-        // 2. OAuth 2.0 code flow, then store the connection (credentials sealed by the vault).
-        let oauth = CloudOAuth2Client(
-            endpoints: endpoints, clientID: Demo.clientID, clientSecret: clientSecret, transport: transport,
-            options: clientOptions)
-        let state = UUID().uuidString
-        let code = try await Self.authorize(url: try oauth.authorizationURL(state: state), expectedState: state)
-        let token = try await oauth.exchange(code: code)
-        print("oauth: authorization code flow completed (scopes: \(token.scopes.sorted().joined(separator: " ")))")
-
-        let databasePath = (stateDir as NSString).appendingPathComponent("pushbridge.sqlite")
-        let vault = Vault(current: MasterKey.generate())
-        let store = try await StoreFactory.open(databaseURL: "sqlite://" + databasePath, vault: vault)
+        // Generated per run: nothing secret is embedded in the binary, and all of it reaches the
+        // daemon through the 0600 env file only.
+        let secrets = DemoSecrets(
+            apiToken: Self.randomHex(32), masterKey: MasterKey.generate().exportBase64(), clientSecret: Self.randomHex(24))
+        let sourceRoot = path("generated")
+        try FileManager.default.createDirectory(atPath: sourceRoot, withIntermediateDirectories: true)
+        let settings: [(String, String)] = [
+            ("PUSHBRIDGE_API_TOKENS", secrets.apiToken),
+            ("PUSHBRIDGE_DATABASE_URL", "sqlite://" + path("pushbridge.sqlite")),
+            ("PUSHBRIDGE_DATA_DIR", path("data")),
+            ("PUSHBRIDGE_SOURCE_ROOTS", sourceRoot),
+            ("PUSHBRIDGE_MASTER_KEY", secrets.masterKey),
+            ("PUSHBRIDGE_CLOUD_API_URL", emulator.endpoints.cloudAPI.absoluteString),
+            ("PUSHBRIDGE_CLOUD_SITE_URL", emulator.endpoints.cloudSite.absoluteString),
+            ("PUSHBRIDGE_CLOUD_GIT_URL", emulator.endpoints.cloudGit.absoluteString),
+            ("PUSHBRIDGE_CLOUD_CLIENT_ID", Self.clientID),
+            ("PUSHBRIDGE_CLOUD_CLIENT_SECRET", secrets.clientSecret),
+            ("PUSHBRIDGE_WORKERS", "2"),
+            ("PUSHBRIDGE_SHUTDOWN_GRACE", "10s"),
+            ("PUSHBRIDGE_LOG_LEVEL", "info"),
+        ]
+        try FileManager.default.createDirectory(atPath: path("data"), withIntermediateDirectories: true)
+        let daemon: DemoDaemon
         do {
-            try await pushAndVerify(
-                emulator: emulator, transport: transport, store: store, endpoints: endpoints,
-                clientSecret: clientSecret, clientOptions: clientOptions, token: token, databasePath: databasePath)
+            daemon = try await DemoDaemon.start(stateDirectory: stateDirectory, settings: settings, apiToken: secrets.apiToken)
         } catch {
-            try? await store.close()
+            printDaemonLog(path("daemon.log"))
             throw error
         }
-        try await store.close()
+        let checks = DemoChecks()
+        print("daemon:   \(daemon.baseURL) ready (pid \(daemon.pid), `serve --env-file \(daemon.envFilePath)`, log \(daemon.logPath))")
+        let api = APIClient(baseURL: daemon.baseURL, token: secrets.apiToken)
+        var failure: (any Error)?
+        do {
+            try await drive(emulator: emulator, daemon: daemon, api: api, browser: browser, secrets: secrets, checks: checks)
+        } catch {
+            failure = error
+        }
+        let exit = await daemon.stop(within: .seconds(30))
+        checks.expect(
+            "daemon: SIGTERM → graceful shutdown, exit status 0", exit == 0,
+            exit.map { "exit status \($0)" } ?? "still running after 30 s, killed")
+        let log = (try? String(contentsOfFile: daemon.logPath, encoding: .utf8)) ?? ""
+        let leaked = secrets.all.filter { log.contains($0.value) }.map(\.name)
+        checks.expect(
+            "secrets: API token, master key and client secret never appear in daemon.log", leaked.isEmpty,
+            "found \(leaked)")
+        print("")
+        print("Checks:")
+        checks.printAll()
+        if failure != nil || !checks.failed.isEmpty { printDaemonLog(daemon.logPath) }
+        if let failure { throw failure }
+        guard checks.failed.isEmpty else {
+            throw DemoFailure("checks", "\(checks.failed.count) failed: \(checks.failed.joined(separator: "; "))")
+        }
+        print("")
+        print("demo OK: \(checks.passed) checks passed")
+    }
+
+    private func printDaemonLog(_ logPath: String) {
+        let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "(no log)"
+        printError("--- daemon log (last 40 lines of \(logPath)) ---")
+        printError(text.split(separator: "\n", omittingEmptySubsequences: false).suffix(40).joined(separator: "\n"))
+        printError("--- end of daemon log ---")
     }
 
     // swiftlint:disable:next function_body_length
-    func pushAndVerify(
-        emulator: BitbucketEmulator, transport: BitbucketHTTPTransport, store: any Store, endpoints: CloudEndpoints,
-        clientSecret: Secret, clientOptions: BitbucketClientOptions, token: OAuth2Token, databasePath: String
+    private func drive(
+        emulator: BitbucketEmulator, daemon: DemoDaemon, api: APIClient, browser: HTTPClient, secrets: DemoSecrets,
+        checks: DemoChecks
     ) async throws {
-        _ = try await store.createConnection(
-            Connection(
-                id: Demo.connectionID, provider: .bitbucketCloud, workspace: Demo.workspace,
-                apiURL: endpoints.apiBaseURL, siteURL: endpoints.siteURL, gitURL: emulator.endpoints.cloudGit,
-                credentialsKind: .oauth2),
-            credentials: .oauth2(.init(
-                accessToken: token.accessToken.reveal(), refreshToken: token.refreshToken?.reveal(),
-                expiresAt: token.expiresAt, scopes: token.scopes)))
-        try Self.checkSealed(databasePath: databasePath, secrets: [token.accessToken, token.refreshToken].compactMap { $0 })
-        print("store: connection '\(Demo.connectionID)' saved in SQLite with vault-sealed credentials")
+        let arguments = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(daemon.pid)/cmdline"))) ?? Data()
+        let envMode = (try? FileManager.default.attributesOfItem(atPath: daemon.envFilePath)[.posixPermissions] as? Int) ?? -1
 
-        let manager = TokenManager(
-            store: store, transport: transport,
-            configuration: TokenManagerConfiguration(
-                cloudEndpoints: endpoints, cloudClientID: Demo.clientID, cloudClientSecret: clientSecret,
-                clientOptions: clientOptions, logger: quiet))
-        let gitCaches = GitCacheStore(dataDirectory: stateDir, logger: quiet)
+        // 1. Connect the workspace through the daemon's OAuth routes.
+        let callback = daemon.baseURL + "/v1/oauth/\(Self.provider)/callback"
+        try await emulator.registerOAuth2Client(OAuth2ClientRegistration(
+            product: .cloud, clientID: Self.clientID, clientSecret: secrets.clientSecret, redirectURI: callback,
+            ownerUsername: Self.username))
+        let issuedBefore = await emulator.counters().tokensIssued["oauth2"] ?? 0
+        let connected = try await connect(api: api, browser: browser, callback: callback, emulator: emulator, secrets: secrets)
+        let connection = try await api.object(.GET, "/v1/connections/\(Self.connectionID)")
+        let credentials = connection["credentials"] as? [String: Any] ?? [:]
+        print("oauth:    connection \(Self.connectionID) \(connection["state"] ?? "?") "
+            + "(\(credentials["type"] ?? "?"), expires \(credentials["expiresAt"] ?? "-"), refreshable: \((credentials["refreshable"] as? Bool).map { "\($0)" } ?? "-"))")
 
-        // 3 + 4. Two generations through the push path.
-        let gen1 = try await publish(
-            generation: 1, files: Self.generation1, manager: manager, transport: transport, endpoints: endpoints,
-            clientOptions: clientOptions, caches: gitCaches)
-        let gen2 = try await publish(
-            generation: 2, files: Self.generation2, manager: manager, transport: transport, endpoints: endpoints,
-            clientOptions: clientOptions, caches: gitCaches)
-        guard gen1.pr.created, !gen2.pr.created, gen2.pr.pullRequest.id == gen1.pr.pullRequest.id else {
-            throw DemoCheckError(message: "generation 2 did not update the pull request of generation 1")
-        }
+        // 2. Generation 1: a directory under the daemon's source root.
+        let gen1Dir = path("generated/gen1")
+        try SampleApp.write(SampleApp.generation1, to: gen1Dir)
+        let job1 = try await runJob(
+            generation: 1, source: ["directory": gen1Dir], api: api, label: "directory \(gen1Dir)")
 
-        // 5. Independent verification.
-        let credentials = try await manager.credentials(connectionID: Demo.connectionID)
-        guard case .bearer(let access) = credentials.authorization else {
-            throw DemoCheckError(message: "Cloud connection did not yield a bearer token")
-        }
-        let cloneURL = emulator.endpoints.cloudCloneURL(workspace: Demo.workspace, slug: gen1.slug)
-        let report = try verifyClone(url: cloneURL, token: access)
-        let prs = await emulator.pullRequests(in: .cloud(workspace: Demo.workspace, slug: gen1.slug))
-        let open = prs.filter { $0.state == .open }
-        guard prs.count == 1, open.count == 1, let pr = open.first, pr.sourceBranch == Demo.branch,
-            pr.destinationBranch == Demo.baseBranch, pr.id == gen1.pr.pullRequest.id
-        else {
-            throw DemoCheckError(message: "expected exactly one open PR \(Demo.branch) → \(Demo.baseBranch), emulator has \(prs.map { "#\($0.id) \($0.sourceBranch)→\($0.destinationBranch) \($0.state.rawValue)" })")
-        }
+        // 3. Generation 2: a few files changed, uploaded as a tar.gz archive.
+        let gen2Dir = path("generated/gen2")
+        try SampleApp.write(SampleApp.generation2, to: gen2Dir)
+        let archivePath = path("gen2.tar.gz")
+        let tar = try await GitCLI.run(tool: "tar", ["-czf", archivePath, "-C", gen2Dir, "."])
+        guard tar.status == 0 else { throw DemoFailure("archive", "tar failed: \(tar.stderr)") }
+        let archive = try await api.uploadArchive(path: archivePath)
+        guard let archiveID = archive["id"] as? String else { throw DemoFailure("archive", "upload answered without an id") }
+        let job2 = try await runJob(
+            generation: 2, source: ["archive": archiveID], api: api,
+            label: "archive \(archiveID.prefix(12))… (\(archive["files"] ?? "?") files, \(archive["bytes"] ?? "?") bytes)")
 
-        // 6. Report.
-        let final = gen2.pr.pullRequest
+        // 4. Independent verification.
+        let repository = EmulatorRepositoryRef.cloud(workspace: Self.workspace, slug: Self.slug)
+        let pullRequests = await emulator.pullRequests(in: repository)
+        let open = pullRequests.filter { $0.state == .open }
+        let verifier = try await emulator.issueTokens(product: .cloud, username: Self.username)
+        let counters = await emulator.counters()
+        let clone = try await verifyClone(
+            url: emulator.endpoints.cloudCloneURL(workspace: Self.workspace, slug: Self.slug), token: verifier.accessToken,
+            commits: [job1.commit, job2.commit], checks: checks)
+
+        // 5. Report.
         print("")
-        print("Pull request #\(final.id): \(final.title)")
-        print("  url:    \(final.webURL?.absoluteString ?? "(none)")")
-        print("  branch: \(final.sourceBranch) → \(final.destinationBranch)  state: \(final.state)")
+        if let pr = open.first {
+            print("Pull request #\(pr.id): \(pr.title)")
+            print("  url:    \(job2.pullRequest?.url ?? "(none)")")
+            print("  branch: \(pr.sourceBranch) → \(pr.destinationBranch)  state: \(pr.state.rawValue)")
+        } else {
+            print("Pull request: none open")
+        }
         print("")
-        print("git log --oneline \(Demo.branch) (fresh clone):")
-        for line in report.log { print("  \(line)") }
+        print("Commits on \(Self.branch) (fresh git clone):")
+        for line in clone.log { print("  \(line)") }
         print("")
-        print("files changed, generation 1 (\(gen1.commit.hex.prefix(8))):")
-        for line in report.changedGen1 { print("  \(line)") }
-        print("files changed, generation 2 (\(gen2.commit.hex.prefix(8))):")
-        for line in report.changedGen2 { print("  \(line)") }
-        print("")
-        print("checks passed: clone has 2 commits on \(Demo.branch) over \(Demo.baseBranch); \(report.filesChecked) files match bytes and modes; exactly 1 open PR")
-    }
-
-    struct Generation {
-        let slug: String
-        let commit: ObjectID
-        let pr: PullRequestOutcome
-    }
-
-    func publish(
-        generation: Int, files: [SampleFile], manager: TokenManager, transport: BitbucketHTTPTransport,
-        endpoints: CloudEndpoints, clientOptions: BitbucketClientOptions, caches: GitCacheStore
-    ) async throws -> Generation {
-        let appDir = try writeApp(files, generation: generation)
-        let credentials = try await manager.credentials(connectionID: Demo.connectionID)
-        let client = CloudClient(endpoints: endpoints, credentials: credentials.rest, transport: transport, options: clientOptions)
-        let repo = try await client.ensureRepository(
-            RepositoryRef(namespace: Demo.workspace, slug: Demo.slug),
-            create: RepositoryCreateOptions(isPrivate: true, projectKey: "DEMO"))
-        let ref = repo.repository.ref
-        let gitOptions = TransportOptions(credentials: credentials.git)
-        let cache = try caches.cache(for: try client.gitRemoteURL(for: ref).absoluteString)
-        let fetched = try await cache.fetch(branches: [Demo.baseBranch, Demo.branch], transport: gitOptions)
-        let author = Signature(name: "pushbridge demo", email: "demo@pushbridge.invalid")
-
-        var baseTip: ObjectID? = fetched.tips[Demo.baseBranch] ?? nil
-        if fetched.remoteIsEmpty || baseTip == nil {
-            let initial = try await cache.buildTree(parent: nil, files: .entries([
-                FileEntry(path: Self.repositoryReadme.path, contents: Self.repositoryReadme.contents),
-            ]))
-            let commit = try await cache.commit(tree: initial.tree, parents: [], message: "Initial commit", author: author)
-            _ = try await cache.push(commit: commit, to: Demo.baseBranch, expecting: nil, transport: gitOptions)
-            baseTip = commit
-        }
-        let branchTip: ObjectID? = fetched.tips[Demo.branch] ?? nil
-        let parent = branchTip ?? baseTip
-        let tree = try await cache.buildTree(parent: parent, files: .directory(appDir))
-        guard tree.changed else { throw DemoCheckError(message: "generation \(generation) produced no change") }
-        let commit = try await cache.commit(
-            tree: tree.tree, parents: parent.map { [$0] } ?? [], message: "Generate demo-app (generation \(generation))",
-            author: author)
-        let pushed = try await cache.push(commit: commit, to: Demo.branch, expecting: branchTip, transport: gitOptions)
-
-        let pr = try await client.findOrCreatePullRequest(
-            NewPullRequest(
-                title: "Generated app: demo-app (generation \(generation))",
-                description: "Generated by `pushbridge demo`, generation \(generation).",
-                sourceBranch: Demo.branch, destinationBranch: Demo.baseBranch),
-            in: ref)
-        print("generation \(generation): repository \(ref.namespace)/\(ref.slug) (\(repo.created ? "created" : "adopted")), "
-            + "pushed \(commit.hex.prefix(8)) to \(Demo.branch) (\(pushed.objectsSent) objects), "
-            + "PR #\(pr.pullRequest.id) \(pr.created ? "opened" : (pr.updated ? "updated" : "unchanged"))")
-        return Generation(slug: ref.slug, commit: commit, pr: pr)
-    }
-
-    // MARK: OAuth
-
-    /// Plays the user's browser: GETs the authorize URL without following the redirect and takes the
-    /// code from the `Location` (the emulator approves as the configured authorizing user).
-    static func authorize(url: URL, expectedState: String) async throws -> String {
-        let http = HTTPClient(
-            eventLoopGroupProvider: .singleton,
-            configuration: .init(redirectConfiguration: .disallow, timeout: .init(connect: .seconds(5), read: .seconds(30))))
-        let location: String?
-        let status: UInt
-        do {
-            let response = try await http.execute(HTTPClientRequest(url: url.absoluteString), timeout: .seconds(30))
-            status = response.status.code
-            location = response.headers.first(name: "Location")
-            _ = try await response.body.collect(upTo: 1 << 20)
-        } catch {
-            try? await http.shutdown()
-            throw error
-        }
-        try await http.shutdown()
-        guard (300..<400).contains(status), let location, let components = URLComponents(string: location) else {
-            throw DemoCheckError(message: "authorize endpoint answered \(status) without a redirect")
-        }
-        let items = components.queryItems ?? []
-        guard items.first(where: { $0.name == "state" })?.value == expectedState else {
-            throw DemoCheckError(message: "authorize redirect carried a wrong state")
-        }
-        guard let code = items.first(where: { $0.name == "code" })?.value, !code.isEmpty else {
-            throw DemoCheckError(message: "authorize redirect carried no code (error: \(items.first { $0.name == "error" }?.value ?? "none"))")
-        }
-        return code
-    }
-
-    /// The SQLite files must not contain any token in clear.
-    static func checkSealed(databasePath: String, secrets: [Secret]) throws {
-        for suffix in ["", "-wal"] {
-            guard let data = FileManager.default.contents(atPath: databasePath + suffix) else { continue }
-            for secret in secrets where data.range(of: Data(secret.reveal().utf8)) != nil {
-                throw DemoCheckError(message: "a token is stored in clear in \(databasePath + suffix)")
-            }
-        }
-    }
-
-    // MARK: Verification with the git CLI
-
-    struct CloneReport {
-        var log: [String]
-        var changedGen1: [String]
-        var changedGen2: [String]
-        var filesChecked: Int
-    }
-
-    func verifyClone(url: URL, token: Secret) throws -> CloneReport {
-        let dir = (stateDir as NSString).appendingPathComponent("verify-clone")
-        // The token goes through the environment only (never the URL or the arguments).
-        let basic = Data("x-token-auth:\(token.reveal())".utf8).base64EncodedString()
-        let env = [
-            "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
-            "GIT_CONFIG_VALUE_0": "Authorization: Basic \(basic)", "GIT_TERMINAL_PROMPT": "0",
-        ]
-        _ = try git(["clone", "--quiet", "--branch", Demo.branch, url.absoluteString, dir], env: env)
-        let inClone = ["-C", dir]
-        let onTop = try git(inClone + ["rev-list", "--count", "origin/\(Demo.baseBranch)..HEAD"])
-        let total = try git(inClone + ["rev-list", "--count", "HEAD"])
-        let isAncestor = try run(inClone + ["merge-base", "--is-ancestor", "origin/\(Demo.baseBranch)", "HEAD"], allowFailure: true)
-        guard onTop == "2", total == "3", isAncestor != nil else {
-            throw DemoCheckError(message: "clone: expected 2 commits on \(Demo.branch) over \(Demo.baseBranch) (3 in total), got \(onTop) over, \(total) total")
-        }
-        var expected: [String: SampleFile] = [Self.repositoryReadme.path: Self.repositoryReadme]
-        for file in Self.generation2 { expected[file.path] = file }
-        let listing = try git(inClone + ["ls-tree", "-r", "HEAD"]).split(separator: "\n")
-        var seen: [String: String] = [:]
-        for line in listing {
-            let parts = line.split(separator: "\t", maxSplits: 1)
-            guard parts.count == 2 else { continue }
-            seen[String(parts[1])] = String(parts[0].split(separator: " ").first ?? "")
-        }
-        guard Set(seen.keys) == Set(expected.keys) else {
-            throw DemoCheckError(message: "clone: files \(seen.keys.sorted()) ≠ expected \(expected.keys.sorted())")
-        }
-        for (path, file) in expected {
-            guard seen[path] == file.mode else {
-                throw DemoCheckError(message: "clone: \(path) has mode \(seen[path] ?? "?"), expected \(file.mode)")
-            }
-            let bytes = FileManager.default.contents(atPath: (dir as NSString).appendingPathComponent(path))
-            guard let bytes, [UInt8](bytes) == file.contents else {
-                throw DemoCheckError(message: "clone: \(path) content differs from generation 2")
-            }
-        }
-        let main = try git(inClone + ["ls-tree", "-r", "--name-only", "origin/\(Demo.baseBranch)"])
-        guard main == Self.repositoryReadme.path else {
-            throw DemoCheckError(message: "clone: \(Demo.baseBranch) should hold only the initial commit's README.md")
-        }
-        return CloneReport(
-            log: try git(inClone + ["log", "--oneline", "HEAD"]).split(separator: "\n").map(String.init),
-            changedGen1: try git(inClone + ["diff", "--name-status", "HEAD~2", "HEAD~1"]).split(separator: "\n").map(String.init),
-            changedGen2: try git(inClone + ["diff", "--name-status", "HEAD~1", "HEAD"]).split(separator: "\n").map(String.init),
-            filesChecked: expected.count)
-    }
-
-    /// Runs `git`; returns trimmed stdout and fails on a non-zero exit.
-    @discardableResult
-    func git(_ arguments: [String], env: [String: String] = [:]) throws -> String {
-        try run(arguments, env: env, allowFailure: false) ?? ""
-    }
-
-    /// Runs `git`; returns trimmed stdout, or `nil` on a non-zero exit when `allowFailure`.
-    func run(_ arguments: [String], env: [String: String] = [:], allowFailure: Bool) throws -> String? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["git"] + arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(env) { _, new in new }
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        if process.terminationStatus != 0 {
-            if allowFailure { return nil }
-            throw DemoCheckError(message: "git \(arguments.first ?? "") failed (\(process.terminationStatus)): \(String(decoding: errData, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))")
-        }
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        print("Files changed, generation 1 (\(job1.commit.prefix(8)), \(job1.stats.filesWritten) files written):")
+        for line in clone.changedGeneration1 { print("  \(line)") }
+        print("Files changed, generation 2 (\(job2.commit.prefix(8)), \(job2.stats.filesWritten) files written):")
+        for line in clone.changedGeneration2 { print("  \(line)") }
+        checks.expect(
+            "daemon: secrets only in the env file (mode 0600), not in its arguments",
+            envMode == 0o600 && !secrets.all.contains { arguments.range(of: Data($0.value.utf8)) != nil },
+            "env file mode \(String(envMode, radix: 8))")
+        checks.expect(
+            "oauth: \(connected.summary)", true)
+        checks.expect(
+            "oauth: connection \(Self.connectionID) is active with oauth2 credentials",
+            connection["state"] as? String == "active" && credentials["type"] as? String == "oauth2", "\(connection)")
+        checks.expect(
+            "oauth: the authorization code was exchanged at the emulator exactly once",
+            (counters.tokensIssued["oauth2"] ?? 0) - issuedBefore == 1,
+            "oauth2 tokens issued: \((counters.tokensIssued["oauth2"] ?? 0) - issuedBefore)")
+        checks.expect(
+            "job 1: changed, pull request created", job1.changed && job1.pullRequest?.created == true,
+            "changed \(job1.changed), pullRequest \(String(describing: job1.pullRequest))")
+        checks.expect(
+            "job 2: changed: true, pullRequest.created: false, same pull request",
+            job2.changed && job2.pullRequest?.created == false && job2.pullRequest?.id == job1.pullRequest?.id,
+            "changed \(job2.changed), pullRequest \(String(describing: job2.pullRequest))")
+        checks.expect(
+            "emulator: exactly one pull request, open, \(Self.branch) → \(Self.baseBranch), titled for generation 2",
+            pullRequests.count == 1 && open.count == 1 && open.first?.sourceBranch == Self.branch
+                && open.first?.destinationBranch == Self.baseBranch && open.first?.id == job2.pullRequest?.id
+                && open.first?.title == Self.pullRequestTitle(2),
+            "\(pullRequests.map { "#\($0.id) \($0.sourceBranch)→\($0.destinationBranch) \($0.state.rawValue) \($0.title)" })")
+        checks.expect(
+            "emulator: 3 git pushes (initial commit, generation 1, generation 2), 1 pull request created",
+            counters.gitPushes["\(Self.workspace)/\(Self.slug)"] == 3
+                && counters.pullRequestsCreated["\(Self.workspace)/\(Self.slug)"] == 1,
+            "pushes \(counters.gitPushes), pull requests \(counters.pullRequestsCreated)")
     }
 }
