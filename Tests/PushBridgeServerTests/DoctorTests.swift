@@ -8,18 +8,11 @@ import Testing
 
 @Suite("pushbridge doctor", .enabled(if: executableExists, "pushbridge executable not built (swift build --build-tests)"))
 struct DoctorTests {
-    /// Runs `pushbridge doctor` off the cooperative pool (the in-process emulator must keep
+    /// Runs `pushbridge doctor` (off the cooperative pool, so the in-process emulator keeps
     /// answering it), under `timeout` so a hung child cannot hang the suite.
     private static func doctor(environment: [String: String], envFile: URL) async throws -> ProcessOutput {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(
-                    with: Result {
-                        try ProcessRunner.run(
-                            "timeout", ["120", executable.path, "doctor", "--env-file", envFile.path], environment: environment)
-                    })
-            }
-        }
+        try await ProcessRunner.run(
+            "timeout", ["120", executable.path, "doctor", "--env-file", envFile.path], environment: environment)
     }
 
     @Test("libgit2 line and one authenticated identity call per connection; a revoked refresh token is FAIL reauthorization_required, exit 1")
