@@ -89,7 +89,7 @@ struct CLITests {
         try daemon.run()
         defer { if daemon.isRunning { daemon.terminate() } }
 
-        let ready = try #require(await listener.next(), "no READY=1 within 5 s: \(logText())")
+        let ready = try #require(await listener.next(), "no READY=1 within 60 s: \(logText())")
         #expect(ready.hasPrefix("READY=1\nSTATUS=listening on 127.0.0.1:"))
         let port = try #require(ready.split(separator: ":").last.flatMap { Int($0) })
         let clientEnvironment = [

@@ -75,6 +75,8 @@ public final class Worker: Service, Sendable {
     private let shutdown = Mutex(false)
     private let running = Mutex<[String: Task<JobResult, any Error>]>([:])
     private let shutdownCancelled = Mutex<Set<String>>([])
+    /// Set when the shutdown grace has run out: a job registered after that is stopped at once.
+    private let graceOver = Mutex(false)
     /// Test hook forwarded to every pipeline run.
     private let stepObserver: PushPipeline.StepObserver?
 
@@ -128,6 +130,9 @@ public final class Worker: Service, Sendable {
         let grace = configuration.shutdownGrace
         Task {
             try? await Task.sleep(for: grace)
+            // Set before reading `running`; `process` registers before reading the flag: a job
+            // registering concurrently is seen by at least one of the two.
+            self.graceOver.withLock { $0 = true }
             let tasks = self.running.withLock { $0 }
             self.shutdownCancelled.withLock { $0.formUnion(tasks.keys) }
             for task in tasks.values { task.cancel() }
@@ -147,6 +152,16 @@ public final class Worker: Service, Sendable {
                     await updateQueueDepth()
                     try? await Task.sleep(for: configuration.pollInterval)
                     continue
+                }
+                if isShuttingDown {
+                    // Claimed while shutdown began: give it back untouched instead of starting work
+                    // the grace period may not cover.
+                    do {
+                        try await store.release(jobID: job.id, workerID: configuration.workerID)
+                    } catch {
+                        logger.warning("releasing a job claimed during shutdown failed", metadata: ["error": "\(PipelineError.classify(error).code)"])
+                    }
+                    return
                 }
                 await process(job)
             } catch {
@@ -183,6 +198,10 @@ public final class Worker: Service, Sendable {
         }
         running.withLock { $0[jobID] = task }
         runningGauge.record(running.withLock { $0.count })
+        if graceOver.withLock({ $0 }) {
+            shutdownCancelled.withLock { _ = $0.insert(jobID) }
+            task.cancel()
+        }
         let lost = Mutex(false)
         let heartbeat = Task {
             while !Task.isCancelled {
