@@ -1,7 +1,6 @@
 import ArgumentParser
 import AsyncHTTPClient
 import BitbucketEmulator
-import BitbucketKit
 import Foundation
 import Logging
 import PushBridge
@@ -185,7 +184,7 @@ struct DemoRun {
             product: .cloud, clientID: Self.clientID, clientSecret: secrets.clientSecret, redirectURI: callback,
             ownerUsername: Self.username))
         let issuedBefore = await emulator.counters().tokensIssued["oauth2"] ?? 0
-        let connected = try await connect(api: api, browser: browser, callback: callback, emulator: emulator, secrets: secrets)
+        let connected = try await connect(api: api, browser: browser, callback: callback, emulator: emulator)
         let connection = try await api.object(.GET, "/v1/connections/\(Self.connectionID)")
         let credentials = connection["credentials"] as? [String: Any] ?? [:]
         print("oauth:    connection \(Self.connectionID) \(connection["state"] ?? "?") "
@@ -240,8 +239,15 @@ struct DemoRun {
             "daemon: secrets only in the env file (mode 0600), not in its arguments",
             envMode == 0o600 && !secrets.all.contains { arguments.range(of: Data($0.value.utf8)) != nil },
             "env file mode \(String(envMode, radix: 8))")
+        let view = connected.connection
         checks.expect(
-            "oauth: \(connected.summary)", true)
+            "oauth: the daemon's callback created connection \(Self.connectionID) (\(Self.provider), workspace \(Self.workspace))",
+            view["provider"] as? String == Self.provider && view["workspace"] as? String == Self.workspace,
+            "provider \(view["provider"] ?? "-"), workspace \(view["workspace"] ?? "-")")
+        checks.expect(
+            "oauth: replaying the callback is refused (400 invalid_oauth_state)",
+            connected.replayStatus == 400 && connected.replayCode == "invalid_oauth_state",
+            "answered \(connected.replayStatus) \(connected.replayCode ?? "")")
         checks.expect(
             "oauth: connection \(Self.connectionID) is active with oauth2 credentials",
             connection["state"] as? String == "active" && credentials["type"] as? String == "oauth2", "\(connection)")

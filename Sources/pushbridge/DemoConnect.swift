@@ -1,6 +1,5 @@
 import AsyncHTTPClient
 import BitbucketEmulator
-import BitbucketKit
 import Foundation
 import NIOHTTP1
 import PushBridge
@@ -17,22 +16,13 @@ struct DemoSecrets {
     }
 }
 
-/// How the demo's Cloud connection came to be.
-enum DemoConnectMode {
-    /// `GET /v1/oauth/bitbucket-cloud/authorize` → emulator authorize page → daemon callback.
-    case oauthRoutes
-    /// FALLBACK for a build without the OAuth routes: the demo played the code flow itself and
-    /// registered the tokens with `POST /v1/connections`.
-    case fallbackPostConnections
-
-    var summary: String {
-        switch self {
-        case .oauthRoutes:
-            "connection created by the daemon's OAuth 2.0 code flow (authorize → emulator → callback)"
-        case .fallbackPostConnections:
-            "FALLBACK: this build has no /v1/oauth routes; code flow played by the demo, tokens registered with POST /v1/connections"
-        }
-    }
+/// What the browser saw of the OAuth connect flow.
+struct DemoConnectOutcome {
+    /// `connection` of the callback's `200` answer.
+    var connection: [String: Any]
+    /// Status and error code the daemon answered when the same callback URL was replayed.
+    var replayStatus: UInt
+    var replayCode: String?
 }
 
 extension DemoRun {
@@ -48,19 +38,15 @@ extension DemoRun {
         return (response.status.code, response.headers.first(name: "Location"), body)
     }
 
-    /// Connects the Cloud workspace through the daemon's OAuth routes, playing the user's browser.
-    func connect(
-        api: APIClient, browser: HTTPClient, callback: String, emulator: BitbucketEmulator, secrets: DemoSecrets
-    ) async throws -> DemoConnectMode {
-        let authorize: [String: Any]
-        do {
-            authorize = try await api.object(
-                .GET, "/v1/oauth/\(Self.provider)/authorize?connection=\(Self.connectionID)&workspace=\(Self.workspace)")
-        } catch let error as APIClientError where error.status == 404 && error.code != "connection_not_found" {
-            try await connectByPostingTokens(
-                api: api, browser: browser, callback: callback, emulator: emulator, secrets: secrets)
-            return .fallbackPostConnections
-        }
+    /// Connects the Cloud workspace through the daemon's OAuth routes, playing the user's browser:
+    /// `authorize` (bearer token, JSON) → the emulator's consent page (auto-approved, redirect read
+    /// from `Location`, not followed) → the daemon's public callback. Then replays the callback once,
+    /// which the single-use `state` must refuse.
+    func connect(api: APIClient, browser: HTTPClient, callback: String, emulator: BitbucketEmulator) async throws
+        -> DemoConnectOutcome
+    {
+        let authorize = try await api.object(
+            .GET, "/v1/oauth/\(Self.provider)/authorize?connection=\(Self.connectionID)&workspace=\(Self.workspace)")
         guard let url = authorize["url"] as? String else {
             throw DemoFailure("oauth authorize", "daemon answered without a url: \(authorize.keys.sorted())")
         }
@@ -91,53 +77,19 @@ extension DemoRun {
             throw DemoFailure("oauth callback", "answer does not carry connection \(Self.connectionID)")
         }
         print("oauth:    daemon callback → 200, connection \(Self.connectionID) \(connection["state"] ?? "?")")
-        return .oauthRoutes
-    }
-
-    /// FALLBACK used only when the daemon has no OAuth routes (404): the same code flow against the
-    /// emulator, but exchanged by the demo and registered with `POST /v1/connections`.
-    private func connectByPostingTokens(
-        api: APIClient, browser: HTTPClient, callback: String, emulator: BitbucketEmulator, secrets: DemoSecrets
-    ) async throws {
-        print("oauth:    FALLBACK — the daemon has no /v1/oauth routes in this build; the demo plays the code flow "
-            + "and registers the tokens with POST /v1/connections")
-        let transport = try BitbucketHTTPTransport(configuration: .init(connectTimeout: .seconds(5)))
-        do {
-            let oauth = CloudOAuth2Client(
-                endpoints: CloudEndpoints(
-                    apiBaseURL: emulator.endpoints.cloudAPI, siteURL: emulator.endpoints.cloudSite,
-                    gitBaseURL: emulator.endpoints.cloudGit),
-                clientID: Self.clientID, clientSecret: Secret(secrets.clientSecret), transport: transport,
-                options: BitbucketClientOptions(logger: quiet))
-            let state = Self.randomHex(16)
-            let redirect = URL(string: callback)!
-            let approval = try await browse(browser, try oauth.authorizationURL(state: state, redirectURI: redirect).absoluteString)
-            let items = approval.location.flatMap { URLComponents(string: $0)?.queryItems } ?? []
-            guard items.first(where: { $0.name == "state" })?.value == state,
-                let code = items.first(where: { $0.name == "code" })?.value
-            else {
-                throw DemoFailure("oauth fallback", "emulator answered \(approval.status) without code and state")
-            }
-            let token = try await oauth.exchange(code: code, redirectURI: redirect)
-            var credentials: [String: Any] = ["type": "oauth2", "accessToken": token.accessToken.reveal()]
-            if let refresh = token.refreshToken { credentials["refreshToken"] = refresh.reveal() }
-            if let expiresAt = token.expiresAt { credentials["expiresAt"] = ISO8601DateFormatter().string(from: expiresAt) }
-            let body: [String: Any] = [
-                "id": Self.connectionID, "provider": Self.provider, "workspace": Self.workspace, "credentials": credentials,
-            ]
-            _ = try await api.object(.POST, "/v1/connections", json: try JSONSerialization.data(withJSONObject: body))
-        } catch {
-            try? await transport.shutdown()
-            throw error
-        }
-        try await transport.shutdown()
+        let replay = try await browse(browser, location)
+        let replayError = ((try? JSONSerialization.jsonObject(with: replay.body)) as? [String: Any])?["error"] as? [String: Any]
+        return DemoConnectOutcome(connection: connection, replayStatus: replay.status, replayCode: replayError?["code"] as? String)
     }
 
     /// `url` with its query values elided: `code` and `state` are one-time secrets.
     static func redactingQuery(_ url: String) -> String {
-        guard var components = URLComponents(string: url), let items = components.queryItems else { return url }
-        components.queryItems = items.map { URLQueryItem(name: $0.name, value: ["code", "state"].contains($0.name) ? "…" : $0.value) }
-        return components.string ?? url
+        guard let mark = url.firstIndex(of: "?") else { return url }
+        let pairs = url[url.index(after: mark)...].split(separator: "&").map { pair -> String in
+            let name = pair.split(separator: "=", maxSplits: 1).first.map(String.init) ?? ""
+            return ["code", "state"].contains(name) ? "\(name)=…" : String(pair)
+        }
+        return url[..<mark] + "?" + pairs.joined(separator: "&")
     }
 
     /// Enqueues one generation and polls it to a final state, printing each state change.

@@ -68,6 +68,8 @@ struct DemoTests {
         #expect(out.contains("  A\tsrc/app/config.json\n"), "\(out)")
         #expect(out.contains("ok    job 2: changed: true, pullRequest.created: false, same pull request"), "\(out)")
         #expect(out.contains("ok    daemon: SIGTERM → graceful shutdown, exit status 0"), "\(out)")
+        #expect(out.contains("ok    oauth: the daemon's callback created connection acme-cloud"), "\(out)")
+        #expect(out.contains("ok    oauth: replaying the callback is refused (400 invalid_oauth_state)"), "\(out)")
         #expect(!out.contains("FAIL"), "\(out)")
         #expect(out.contains("demo OK:"), "\(out)")
         // The state directory was removed after a successful run.
