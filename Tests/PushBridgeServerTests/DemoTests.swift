@@ -4,42 +4,10 @@ import Glibc
 import Foundation
 import Testing
 
-/// The built `pushbridge` executable.
-///
-/// Same lookup as CLITests' (private there): swift-testing may run a copy of the test bundle from
-/// a temporary directory, so the build directory comes from the `swift test` process that started
-/// us (`--scratch-path`, else `<package>/.build`); `PUSHBRIDGE_TEST_BINARY` overrides it.
-private let demoExecutable: URL = {
-    if let path = ProcessInfo.processInfo.environment["PUSHBRIDGE_TEST_BINARY"] { return URL(fileURLWithPath: path) }
-    var pid = getppid()
-    for _ in 0..<6 where pid > 1 {
-        let raw = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data()
-        let arguments = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-        if arguments.contains(where: { $0.hasSuffix("swift-test") }) || arguments.starts(with: ["swift", "test"])
-            || (arguments.first?.hasSuffix("swift") == true && arguments.dropFirst().first == "test")
-        {
-            let cwd = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd")) ?? "."
-            var scratch = TestPaths.packageRoot.appendingPathComponent(".build")
-            if let index = arguments.firstIndex(of: "--scratch-path"), index + 1 < arguments.count {
-                let value = arguments[index + 1]
-                scratch = URL(fileURLWithPath: value.hasPrefix("/") ? value : cwd + "/" + value)
-            }
-            return scratch.appendingPathComponent("debug/pushbridge")
-        }
-        let status = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
-        // Field 4 of /proc/PID/stat (after the parenthesised command name) is the parent pid.
-        guard let close = status.lastIndex(of: ")"),
-            let parent = status[status.index(after: close)...].split(separator: " ").dropFirst().first.flatMap({ Int32($0) })
-        else { break }
-        pid = parent
-    }
-    return TestPaths.packageRoot.appendingPathComponent(".build/debug/pushbridge")
-}()
-
 @Suite(
     "pushbridge demo",
     .enabled(
-        if: FileManager.default.isExecutableFile(atPath: demoExecutable.path),
+        if: FileManager.default.isExecutableFile(atPath: executable.path),
         "pushbridge executable not built (swift build --build-tests)"))
 struct DemoTests {
     @Test("demo: emulator + daemon child, OAuth connect, two generations as one PR, every check passes, exit 0")
@@ -47,7 +15,7 @@ struct DemoTests {
         let tmp = try TestPaths.makeTemporaryDirectory("demo")
         defer { try? FileManager.default.removeItem(at: tmp) }
         let run = try await DemoProcess.run(
-            demoExecutable, ["demo"],
+            executable, ["demo"],
             // Only what the demo needs: its state directory lands in our TMPDIR, and nothing
             // (PUSHBRIDGE_* or otherwise) leaks in from the test process.
             environment: [
