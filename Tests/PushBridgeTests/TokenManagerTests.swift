@@ -150,6 +150,33 @@ struct TokenManagerTests {
         }
     }
 
+    @Test("a Data Center connection without URLs refreshes against PUSHBRIDGE_DC_API_URL, and says which setting is missing without it")
+    func dataCenterDefaultBaseURL() async throws {
+        try await withStore(.sqlite) { env in
+            try await TokenEnvironment.with { bb in
+                let issued = try await bb.emulator.issueTokens(
+                    product: .dataCenter, username: "alice", clientID: TokenEnvironment.dcClient)
+                _ = try await env.store.createConnection(
+                    Connection(id: "dc-default", provider: .bitbucketDataCenter, workspace: "PRJ", credentialsKind: .oauth2),
+                    credentials: .oauth2(.init(
+                        accessToken: issued.accessToken, refreshToken: issued.refreshToken,
+                        expiresAt: Date().addingTimeInterval(-60))))
+
+                let error = await expectCode("token_configuration") {
+                    _ = try await bb.manager(env.store).credentials(connectionID: "dc-default")
+                }
+                #expect("\(String(describing: error))".contains("PUSHBRIDGE_DC_API_URL"))
+
+                var configuration = bb.configuration()
+                configuration.dataCenterBaseURL = bb.emulator.endpoints.dataCenter
+                let tokens = TokenManager(store: env.store, transport: bb.transport, configuration: configuration)
+                _ = try await tokens.credentials(connectionID: "dc-default")
+                #expect(await bb.emulator.counters().refreshGrants[TokenEnvironment.dcClient] == 1)
+                #expect(try await storedOAuth2(env.store, "dc-default").accessToken != issued.accessToken)
+            }
+        }
+    }
+
     @Test("401 on a REST call → one refresh and one replay, even for concurrent requests")
     func unauthorizedTriggersOneRefresh() async throws {
         try await withStore(.sqlite) { env in

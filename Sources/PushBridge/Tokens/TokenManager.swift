@@ -20,6 +20,9 @@ public struct TokenManagerConfiguration: Sendable {
     public var dataCenterClientSecret: Secret?
     /// The redirect URI registered with the Data Center client (sent with refreshes).
     public var dataCenterRedirectURI: URL
+    /// Data Center / Server base URL used when a connection leaves its URLs `nil`
+    /// (`PUSHBRIDGE_DC_API_URL`, the same default the pipeline and pickers use).
+    public var dataCenterBaseURL: URL?
     /// Application-link consumer key used when the connection's credentials name none.
     public var oauth1ConsumerKey: String?
     /// Application-link private key (`PUSHBRIDGE_OAUTH1_PRIVATE_KEY_FILE`).
@@ -43,6 +46,7 @@ public struct TokenManagerConfiguration: Sendable {
         dataCenterClientID: String? = nil,
         dataCenterClientSecret: Secret? = nil,
         dataCenterRedirectURI: URL = URL(string: "http://127.0.0.1/v1/oauth/bitbucket-datacenter/callback")!,
+        dataCenterBaseURL: URL? = nil,
         oauth1ConsumerKey: String? = nil,
         oauth1PrivateKey: OAuth1PrivateKey? = nil,
         gitTokenExpiryDays: Int = 30,
@@ -58,6 +62,7 @@ public struct TokenManagerConfiguration: Sendable {
         self.dataCenterClientID = dataCenterClientID
         self.dataCenterClientSecret = dataCenterClientSecret
         self.dataCenterRedirectURI = dataCenterRedirectURI
+        self.dataCenterBaseURL = dataCenterBaseURL
         self.oauth1ConsumerKey = oauth1ConsumerKey
         self.oauth1PrivateKey = oauth1PrivateKey
         self.gitTokenExpiryDays = gitTokenExpiryDays
@@ -489,7 +494,7 @@ struct RefreshContext: Sendable {
                 throw TokenError(.configuration, "no Data Center OAuth client configured for connection '\(connection.id)'")
             }
             let client = DataCenterOAuth2Client(
-                endpoints: try Self.dataCenterEndpoints(connection), clientID: clientID, clientSecret: secret,
+                endpoints: try Self.dataCenterEndpoints(connection, configuration), clientID: clientID, clientSecret: secret,
                 redirectURI: configuration.dataCenterRedirectURI, transport: transport, options: configuration.clientOptions)
             return try await client.refresh(refreshToken)
         }
@@ -501,7 +506,7 @@ struct RefreshContext: Sendable {
         let signer = try Self.signer(current, connection, configuration)
         let now = configuration.now()
         let minted = try await minter.mint(
-            baseURL: try Self.dataCenterEndpoints(connection).baseURL, projectKey: connection.workspace, signer: signer,
+            baseURL: try Self.dataCenterEndpoints(connection, configuration).baseURL, projectKey: connection.workspace, signer: signer,
             name: "pushbridge-\(connection.id)-\(Int(now.timeIntervalSince1970))", expiryDays: configuration.gitTokenExpiryDays,
             now: now)
         var updated = current
@@ -528,9 +533,11 @@ struct RefreshContext: Sendable {
             gitBaseURL: connection.gitURL ?? configuration.cloudEndpoints.gitBaseURL)
     }
 
-    static func dataCenterEndpoints(_ connection: Connection) throws -> DataCenterEndpoints {
-        guard let base = connection.siteURL ?? connection.apiURL else {
-            throw TokenError(.configuration, "connection '\(connection.id)' has no base URL")
+    static func dataCenterEndpoints(_ connection: Connection, _ configuration: TokenManagerConfiguration) throws
+        -> DataCenterEndpoints
+    {
+        guard let base = connection.siteURL ?? connection.apiURL ?? configuration.dataCenterBaseURL else {
+            throw TokenError(.configuration, "connection '\(connection.id)' has no base URL and PUSHBRIDGE_DC_API_URL is not set")
         }
         return DataCenterEndpoints(baseURL: base, gitBaseURL: connection.gitURL)
     }

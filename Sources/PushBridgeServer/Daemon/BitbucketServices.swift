@@ -60,6 +60,7 @@ public struct BitbucketServices: Sendable {
                 dataCenterClientSecret: configuration.dataCenter.clientSecret.map { Secret($0.value) },
                 dataCenterRedirectURI: configuration.publicURL.appendingPathComponent(
                     "v1/oauth/\(Provider.bitbucketDataCenter.rawValue)/callback"),
+                dataCenterBaseURL: configuration.dataCenter.apiURL,
                 oauth1ConsumerKey: configuration.oauth1.consumerKey, oauth1PrivateKey: oauth1Key,
                 clientOptions: clientOptions, logger: logger))
         self.clients = BitbucketClientFactory(
