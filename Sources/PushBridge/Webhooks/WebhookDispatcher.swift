@@ -92,7 +92,7 @@ public struct WebhookDispatcher: Service {
     public func run() async throws {
         // Graceful shutdown cancels the poll sleep; that is the normal end, not a failure (a
         // thrown CancellationError would make ServiceGroup, and so `pushbridge serve`, fail on SIGTERM).
-        try await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 await deliverDue()
                 try? await Task.sleep(for: configuration.pollInterval)
