@@ -122,7 +122,7 @@ struct APITests {
                 #expect(response.status == .created)
                 let json = response.object
                 #expect(json["apiUrl"] as? String == "https://bb.example.com")
-                #expect(json["gitUrl"] as? String == "https://bb.example.com/scm")
+                #expect(json["gitUrl"] as? String == "https://bb.example.com")
                 #expect(!response.text.contains("TOKEN-SECRET"))
             }
             try await client.execute(uri: "/v1/connections/acme-cloud", method: .delete, headers: auth()) {

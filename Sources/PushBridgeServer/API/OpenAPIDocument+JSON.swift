@@ -119,7 +119,7 @@ extension OpenAPIDocument {
             "content": {
               "application/yaml": {
                 "schema": {
-                  "type": "string"
+                  "type": "object"
                 }
               }
             }
