@@ -22,7 +22,13 @@ struct SchemathesisTests {
 
     /// The bearer token reaches schemathesis through an environment variable that the config file
     /// names (`${…}`), never through its command line (visible in `ps`).
-    static let config = """
+    ///
+    /// `authorize` for Data Center / Server calls the `baseUrl` it is given (the OAuth 1.0a request
+    /// token, the PKCE redirect), so that one parameter is pinned to the emulator: a generated
+    /// `https://0.com` makes the daemon answer 502 (upstream unreachable), which is right for the
+    /// product but is exactly what `not_a_server_error` flags.
+    static func config(dataCenterURL: String) -> String {
+        """
         headers = { Authorization = "Bearer ${\(tokenVariable)}" }
         seed = 20261125
         workers = 1
@@ -46,7 +52,12 @@ struct SchemathesisTests {
         status_code_conformance.enabled = true
         content_type_conformance.enabled = true
         response_schema_conformance.enabled = true
+
+        [[operations]]
+        include-path = "/v1/oauth/{provider}/authorize"
+        parameters = { baseUrl = "\(dataCenterURL)" }
         """
+    }
 
     @Test(
         "no 5xx, and status codes, content types and bodies conform to openapi.json",
@@ -56,7 +67,7 @@ struct SchemathesisTests {
         try await DaemonHarness.with { h in
             try await h.registerConnection("acme", .bitbucketCloud)
             let configFile = h.directory.appending("schemathesis.toml")
-            try Data(Self.config.utf8).write(to: configFile)
+            try Data(Self.config(dataCenterURL: h.emulator.endpoints.dataCenter.absoluteString).utf8).write(to: configFile)
             var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PUSHBRIDGE_") }
             environment[Self.tokenVariable] = DaemonHarness.apiToken
             environment["NO_COLOR"] = "1"
