@@ -59,6 +59,8 @@ struct CLITests {
             // The real worker runs: point it at a closed local port so nothing leaves the machine.
             "PUSHBRIDGE_CLOUD_API_URL": "http://127.0.0.1:9", "PUSHBRIDGE_CLOUD_SITE_URL": "http://127.0.0.1:9",
             "PUSHBRIDGE_CLOUD_GIT_URL": "http://127.0.0.1:9", "PUSHBRIDGE_WORKERS": "1",
+            "PUSHBRIDGE_CLOUD_CLIENT_ID": "cli-consumer", "PUSHBRIDGE_CLOUD_CLIENT_SECRET": "CLI-SECRET-CONSUMER",
+            "PUSHBRIDGE_PUBLIC_URL": "https://pushbridge.example.test",
             "NOTIFY_SOCKET": listener.name,
         ]
         let serve = Process()
@@ -109,6 +111,27 @@ struct CLITests {
         #expect(!add.stdout.contains("CLI-SECRET"))
         let list = try await cli(["connections", "list"])
         #expect(list.stdout.hasPrefix("acme\tbitbucket-cloud\tacme\tactive\toauth2"))
+
+        // authorize: a new connection needs provider and workspace; an existing one is re-authorized
+        // with its own. Both print the Bitbucket consent URL carrying a signed state, never the secret.
+        for arguments in [
+            ["connections", "authorize", "acme-new", "--provider", "bitbucket-cloud", "--workspace", "acme"],
+            ["connections", "authorize", "acme"],
+        ] {
+            let authorize = try await cli(arguments)
+            #expect(authorize.status == 0, "\(arguments): \(authorize.stderr)")
+            let printed = authorize.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            let url = try #require(URLComponents(string: printed), "\(arguments) printed \(printed)")
+            #expect(url.host == "127.0.0.1" && url.port == 9)
+            let query = Dictionary((url.queryItems ?? []).map { ($0.name, $0.value ?? "") }) { first, _ in first }
+            #expect(query["client_id"] == "cli-consumer")
+            #expect(query["state"]?.hasPrefix("v1.") == true)
+            #expect(query["redirect_uri"] == "https://pushbridge.example.test/v1/oauth/bitbucket-cloud/callback")
+            #expect(!authorize.stdout.contains("CLI-SECRET") && !authorize.stderr.contains("CLI-SECRET"))
+        }
+        let unknown = try await cli(["connections", "authorize", "nobody"])
+        #expect(unknown.status != 0)
+        #expect(unknown.stderr.contains("--provider"), "\(unknown.stderr)")
 
         let build = dir.appendingPathComponent("build")
         try FileManager.default.createDirectory(at: build, withIntermediateDirectories: true)
