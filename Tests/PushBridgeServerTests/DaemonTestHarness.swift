@@ -16,32 +16,7 @@ import TestSupport
 @testable import PushBridgeServer
 
 /// Every log line of a daemon (all its loggers), to grep for secrets and to read what happened.
-final class DaemonLogCapture: Sendable {
-    let lines = Mutex<[String]>([])
-    var all: String { lines.withLock { $0.joined(separator: "\n") } }
-
-    func logger(_ label: String) -> Logger {
-        var logger = Logger(label: label) { _ in CapturingLogHandler(capture: self) }
-        logger.logLevel = .trace
-        return logger
-    }
-}
-
-/// Renders message and metadata the way a real handler would, so a secret in either is caught.
-struct CapturingLogHandler: LogHandler {
-    let capture: DaemonLogCapture
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-    func log(event: LogEvent) {
-        var all = metadata
-        if let extra = event.metadata { all.merge(extra) { _, new in new } }
-        capture.lines.withLock { $0.append("\(event.level) [\(event.source)] \(event.message) \(all)") }
-    }
-}
+typealias DaemonLogCapture = LogCapture
 
 /// A response of the daemon's HTTP API.
 struct DaemonResponse: Sendable {

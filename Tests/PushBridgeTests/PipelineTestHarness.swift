@@ -12,30 +12,7 @@ import TestSupport
 struct SimulatedCrash: Error {}
 
 /// Every log line of the pipeline/worker/token loggers, to look for secrets.
-final class PipelineLogCapture: Sendable {
-    let lines = Mutex<[String]>([])
-    var all: String { lines.withLock { $0.joined(separator: "\n") } }
-    func logger(_ label: String) -> Logger {
-        var logger = Logger(label: label) { _ in PipelineLogHandler(capture: self) }
-        logger.logLevel = .debug
-        return logger
-    }
-}
-
-struct PipelineLogHandler: LogHandler {
-    let capture: PipelineLogCapture
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .debug
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-    func log(event: LogEvent) {
-        var all = metadata
-        if let extra = event.metadata { all.merge(extra) { _, new in new } }
-        capture.lines.withLock { $0.append("\(event.level) \(event.message) \(all)") }
-    }
-}
+typealias PipelineLogCapture = LogCapture
 
 /// Emulator (user alice, Cloud workspace `acme`, DC project `PRJ`, OAuth clients, an OAuth 1.0a
 /// consumer) + SQLite store + token manager + git caches + pipeline, all in a temporary directory.

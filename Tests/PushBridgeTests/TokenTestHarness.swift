@@ -5,39 +5,18 @@ import Logging
 @testable import PushBridge
 import Synchronization
 import Testing
+import TestSupport
 
 /// Every log line (message + metadata) a test's loggers produced, to grep for secrets.
-final class TokenLogCapture: Sendable {
-    let lines = Mutex<[String]>([])
-    var all: String { lines.withLock { $0.joined(separator: "\n") } }
+typealias TokenLogCapture = LogCapture
 
-    func logger(_ label: String) -> Logger {
-        var logger = Logger(label: label) { _ in CapturingHandler(capture: self) }
-        logger.logLevel = .trace
-        return logger
-    }
-
+extension LogCapture {
     /// Fails the test for every secret found in the captured lines.
     func expectFree(of secrets: [String], sourceLocation: SourceLocation = #_sourceLocation) {
         let text = all
         for secret in secrets where secret.count >= 4 {
             #expect(!text.contains(secret), "a secret appeared in the logs", sourceLocation: sourceLocation)
         }
-    }
-}
-
-struct CapturingHandler: LogHandler {
-    let capture: TokenLogCapture
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-    func log(event: LogEvent) {
-        var all = metadata
-        if let extra = event.metadata { all.merge(extra) { _, new in new } }
-        capture.lines.withLock { $0.append("\(event.level) \(event.message) \(all)") }
     }
 }
 
