@@ -83,7 +83,7 @@ public struct ArchiveStore: Sendable {
                 }
                 try chunk.withUnsafeReadableBytes { buffer in
                     hasher.update(bufferPointer: buffer)
-                    try Self.writeAll(fd, buffer, path: uploadPath)
+                    try Self.writeAll(fd, buffer) { Self.ioError("write", uploadPath) }
                 }
             }
         }
@@ -324,13 +324,15 @@ public struct ArchiveStore: Sendable {
         }
     }
 
-    private static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, path: String) throws {
+    /// Writes all of `buffer` to `fd`, retrying short writes and `EINTR`; any other failure throws
+    /// `failure()`, built while `errno` still holds the cause. Shared with ``ArchiveUnpacker``.
+    static func writeAll(_ fd: Int32, _ buffer: UnsafeRawBufferPointer, failure: () -> ArchiveError) throws(ArchiveError) {
         var offset = 0
         while offset < buffer.count {
             let written = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
             if written < 0 {
                 if errno == EINTR { continue }
-                throw ioError("write", path)
+                throw failure()
             }
             offset += written
         }

@@ -120,15 +120,7 @@ final class ArchiveUnpacker {
     private func writeData(_ bytes: ArraySlice<UInt8>) throws {
         guard currentFD >= 0 else { return }
         try bytes.withUnsafeBytes { buffer in
-            var offset = 0
-            while offset < buffer.count {
-                let written = write(currentFD, buffer.baseAddress! + offset, buffer.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    throw ioError("write", currentPath)
-                }
-                offset += written
-            }
+            try ArchiveStore.writeAll(currentFD, buffer) { ioError("write", currentPath) }
         }
     }
 
