@@ -37,7 +37,7 @@ public struct PushPipeline: Sendable {
     public let configuration: PipelineConfiguration
     private let tokens: TokenManager
     private let caches: GitCacheStore
-    private let transport: BitbucketHTTPTransport
+    private let clients: BitbucketClientFactory
     private let logger: Logger
 
     /// - Parameters:
@@ -50,7 +50,9 @@ public struct PushPipeline: Sendable {
     ) {
         self.tokens = tokens
         self.caches = caches
-        self.transport = transport
+        self.clients = BitbucketClientFactory(
+            transport: transport, cloudEndpoints: configuration.cloudEndpoints,
+            dataCenterBaseURL: configuration.dataCenterBaseURL, options: configuration.clientOptions)
         self.configuration = configuration
         self.logger = logger
     }
@@ -365,9 +367,6 @@ public struct PushPipeline: Sendable {
 
     /// The REST client for a connection, with the connection's URLs or the configured defaults.
     func makeClient(_ connection: Connection, credentials: any CredentialProvider) throws -> any BitbucketClient {
-        try BitbucketClientFactory(
-            transport: transport, cloudEndpoints: configuration.cloudEndpoints,
-            dataCenterBaseURL: configuration.dataCenterBaseURL, options: configuration.clientOptions
-        ).client(for: connection, credentials: credentials)
+        try clients.client(for: connection, credentials: credentials)
     }
 }
